@@ -1,0 +1,63 @@
+//! Items used by the code the macros generate. Not a public API.
+
+pub use crate::abi::{
+    BindReport, BuildFingerprint, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi, PatchEntry,
+    RawStr, RegistryV1, Shared, SharedDesc, REGISTRY_FORMAT, REGISTRY_MAGIC,
+};
+pub use crate::alloc_bridge::HostAlloc;
+pub use crate::fingerprint::{signature as sig_fp, type_layout as type_fp};
+pub use crate::abi::PanicMsg;
+pub use crate::panic_bridge::{GuardedFuture, catching, cross_call, guard, guard_hook};
+pub use linkme;
+pub use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Every `#[patchable]` function of this build.
+#[linkme::distributed_slice]
+pub static FNS: [FnDesc];
+
+/// Every `#[shared]` static of this build.
+#[linkme::distributed_slice]
+pub static SHARED: [SharedDesc];
+
+/// Every replacement of this build (a patch's `#[patch]` functions).
+#[linkme::distributed_slice]
+pub static PATCH_ENTRIES: [PatchEntry];
+
+/// Every foreign replacement of this build.
+#[linkme::distributed_slice]
+pub static FOREIGN_ENTRIES: [ForeignEntry];
+
+/// Registry accessor: the replacements of this build.
+pub fn entries() -> &'static [PatchEntry] {
+    &PATCH_ENTRIES
+}
+
+/// Registry accessor: the foreign replacements of this build.
+pub fn foreign() -> &'static [ForeignEntry] {
+    &FOREIGN_ENTRIES
+}
+
+/// Registry accessor: the `#[patchable]` functions of this build.
+pub fn host_fns() -> &'static [FnDesc] {
+    &FNS
+}
+
+/// Registry accessor: the `#[shared]` statics of this build.
+pub fn shared() -> &'static [SharedDesc] {
+    &SHARED
+}
+
+/// Patch side: lends the host's allocator and panic machinery to this build.
+pub fn bind(api: &'static HostApi) -> BindReport {
+    let unbound_allocations = crate::alloc_bridge::bind(api);
+    crate::panic_bridge::bind_patch(api);
+    BindReport {
+        unbound_allocations,
+    }
+}
+
+/// Loads a slot for a call.
+#[inline(always)]
+pub fn load(slot: &AtomicPtr<()>) -> *const () {
+    slot.load(Ordering::Acquire) as *const ()
+}

@@ -1,0 +1,279 @@
+//! The expansion of one `#[patchable]` function, in pieces that free functions
+//! and `impl` blocks place differently.
+
+use crate::asyncfn;
+use crate::names::Names;
+use crate::refuse;
+use crate::sig::{SlotSig, body_fingerprint};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{Attribute, Block, Signature, Type, Visibility};
+
+/// Where the function lives.
+pub struct Owner<'a> {
+    /// The concrete `Self` type, for methods.
+    pub self_ty: Option<&'a Type>,
+    /// The trait, for trait impl methods.
+    pub trait_: Option<&'a syn::Path>,
+}
+
+/// Options of the attribute.
+#[derive(Default, Clone, Copy)]
+pub struct Options {
+    /// `#[patchable(?Send)]`: an `async fn` whose future is not `Send`.
+    pub not_send: bool,
+}
+
+/// The function as the user wrote it.
+pub struct UserFn<'a> {
+    pub attrs: &'a [Attribute],
+    pub vis: &'a Visibility,
+    pub sig: &'a Signature,
+    pub block: &'a Block,
+}
+
+/// The generated pieces.
+pub struct Pieces {
+    /// Replaces the user's function: calls the entry.
+    pub wrapper: TokenStream,
+    /// The original body, and the hidden constants a patch names
+    /// (`__HOTFIX_META_*`, `__HOTFIX_SIG_*`). Free functions: module items;
+    /// methods: items of an inherent impl of the type.
+    pub companions: TokenStream,
+    /// A hidden child module with the slot, entry and thunks.
+    pub module_block: TokenStream,
+}
+
+/// Expands one function.
+pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<Pieces> {
+    refuse::check_signature(user.sig)?;
+    let names = Names::new(&user.sig.ident, owner.trait_);
+    let body_fp = body_fingerprint(user.sig, user.block);
+
+    // The original, as written (async: a function that boxes the future).
+    let (orig_sig, orig_block) = if user.sig.asyncness.is_some() {
+        asyncfn::boxed(user.sig, user.block, opts.not_send)
+    } else {
+        (user.sig.clone(), user.block.clone())
+    };
+    let slot = SlotSig::new(&orig_sig, owner.self_ty, owner.trait_)?;
+    let fn_ty = slot.fn_ptr_type();
+    let sig_text = slot.text();
+    let layouts = slot.layouts();
+    let generics = slot.generics();
+    let params = slot.params();
+    let arg_names = slot.names();
+    let tuple_ty = slot.tuple_type();
+    let ret = &slot.ret;
+    let unsafety = &slot.unsafety;
+    let abi = &slot.abi;
+
+    let orig_ident = &names.original;
+    let meta_ident = &names.meta;
+    let sig_ident = &names.sig;
+    let entry_sym = names.entry_symbol(&sig_text);
+    let (orig_path, meta_path, path_expr) = match owner.self_ty {
+        None => {
+            let fn_name = user.sig.ident.to_string();
+            (
+                quote!(#orig_ident),
+                quote!(#meta_ident),
+                quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+            )
+        }
+        Some(ty) => {
+            let ty_text = crate::sig::normalize(&quote!(#ty).to_string());
+            let fn_name = user.sig.ident.to_string();
+            let owner_text = match owner.trait_ {
+                None => ty_text,
+                Some(t) => format!(
+                    "<{} as {}>",
+                    ty_text,
+                    crate::sig::normalize(&quote!(#t).to_string())
+                ),
+            };
+            (
+                quote!(<#ty>::#orig_ident),
+                quote!(<#ty>::#meta_ident),
+                quote!(::core::concat!(::core::module_path!(), "::", #owner_text, "::", #fn_name)),
+            )
+        }
+    };
+
+    // Original body under a hidden name.
+    let mut orig = orig_sig.clone();
+    orig.ident = orig_ident.clone();
+    let orig_attrs = user
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"));
+    let hidden = quote!(#[doc(hidden)] #[allow(non_snake_case, clippy::all, clippy::pedantic)]);
+    let companions = quote! {
+        #hidden
+        #(#orig_attrs)*
+        #orig #orig_block
+
+        #hidden
+        #[allow(non_upper_case_globals)]
+        pub const #meta_ident: ::hotfix_core::__private::FnMeta = ::hotfix_core::__private::FnMeta {
+            path: #path_expr,
+            signature: #sig_text,
+            sig_fp: ::hotfix_core::__private::sig_fp(#sig_text, #layouts),
+            body_fp: #body_fp,
+        };
+
+        #hidden
+        #[allow(non_upper_case_globals)]
+        pub const #sig_ident: #fn_ty = #orig_path;
+    };
+
+    // The slot, the NOP-padded entry, and the two thunks.
+    let asm = entry_asm(&entry_sym);
+    let tuple = format_ident!("__hotfix_args");
+    let fields = slot.tuple_fields(&tuple);
+    let call_unsafe = if unsafety.is_some() {
+        quote!(unsafe)
+    } else {
+        quote!()
+    };
+    let safe_kw = if unsafety.is_some() {
+        quote!()
+    } else {
+        quote!(safe)
+    };
+    let extern_abi = match abi {
+        Some(a) => quote!(#a),
+        None => quote!(extern "Rust"),
+    };
+    let module = format_ident!("{}", entry_sym.replacen("__hotfix_entry_", "__hotfix_", 1));
+    let module_block = quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, unused_imports, clippy::all)]
+        mod #module {
+            use super::*;
+            #[::hotfix_core::__private::linkme::distributed_slice(::hotfix_core::__private::FNS)]
+            #[linkme(crate = ::hotfix_core::__private::linkme)]
+            static __HOTFIX_DESC: ::hotfix_core::__private::FnDesc = ::hotfix_core::__private::FnDesc {
+                slot: ::hotfix_core::__private::AtomicPtr::new(#orig_path as *mut ()),
+                meta: &#meta_path,
+                original: #orig_path as *const (),
+                entry: __hotfix_entry as *const (),
+                catching: __hotfix_catching as *const (),
+                cross: __hotfix_cross as *const (),
+                cross_catching: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
+                cross_src: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
+            };
+
+            #asm
+
+            unsafe #extern_abi {
+                #[link_name = #entry_sym]
+                pub(super) #safe_kw fn __hotfix_entry #generics (#params) -> #ret;
+            }
+
+            type __HotfixFn = #fn_ty;
+
+            unsafe fn __hotfix_call #generics (__hotfix_f: *const (), #tuple: #tuple_ty) -> #ret {
+                // SAFETY: __hotfix_f was read from this function's slot or a
+                // replacement's `prev` cell, which only ever hold functions of
+                // this type (fingerprints checked by the runtime).
+                let __hotfix_f: __HotfixFn = unsafe { ::core::mem::transmute(__hotfix_f) };
+                #call_unsafe { __hotfix_f(#fields) }
+            }
+
+            unsafe fn __hotfix_catching #generics (
+                __hotfix_src: *const ::hotfix_core::__private::AtomicPtr<()>,
+                __hotfix_in: *mut #tuple_ty,
+                __hotfix_out: *mut #ret,
+            ) -> ::core::option::Option<::hotfix_core::__private::PanicMsg> {
+                // SAFETY: forwarded from cross_call with its contract.
+                unsafe { ::hotfix_core::__private::catching(__hotfix_src, __hotfix_in, __hotfix_out, __hotfix_call) }
+            }
+
+            #unsafety #abi fn __hotfix_cross #generics (#params) -> #ret {
+                // SAFETY: the runtime wrote both cells (the host's catching thunk
+                // of this very function, and the host's slot) before any code of
+                // this build could call through them.
+                unsafe {
+                    ::hotfix_core::__private::cross_call::<#tuple_ty, #ret>(
+                        ::hotfix_core::__private::load(&__HOTFIX_DESC.cross_catching),
+                        __HOTFIX_DESC.cross_src.load(::hotfix_core::__private::Ordering::Acquire),
+                        (#arg_names,),
+                    )
+                }
+            }
+        }
+    };
+
+    let wrapper = wrapper(&user, &slot, &module);
+    Ok(Pieces {
+        wrapper,
+        companions,
+        module_block,
+    })
+}
+
+/// The function users call: it passes straight to the entry.
+fn wrapper(user: &UserFn<'_>, slot: &SlotSig, module: &syn::Ident) -> TokenStream {
+    let attrs = user.attrs;
+    let vis = user.vis;
+    let mut sig = user.sig.clone();
+    // Plain names for every argument the wrapper forwards.
+    let mut forwarded: Vec<TokenStream> = Vec::new();
+    for (i, input) in sig.inputs.iter_mut().enumerate() {
+        match input {
+            syn::FnArg::Receiver(_) => forwarded.push(quote!(self)),
+            syn::FnArg::Typed(t) => {
+                let name = match crate::sig::pat_ident(&t.pat) {
+                    Some(id) => id.clone(),
+                    None => format_ident!("__hotfix_a{}", i),
+                };
+                *t.pat = syn::Pat::Ident(syn::PatIdent {
+                    attrs: vec![],
+                    by_ref: None,
+                    mutability: None,
+                    ident: name.clone(),
+                    subpat: None,
+                });
+                forwarded.push(quote!(#name));
+            }
+        }
+    }
+    let call_unsafe = slot.unsafety.map(|_| quote!(unsafe));
+    let call = quote!(#call_unsafe { #module::__hotfix_entry(#(#forwarded),*) });
+    let call = if sig.asyncness.is_some() {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
+    quote! {
+        #(#attrs)*
+        #[inline]
+        #vis #sig {
+            #call
+        }
+    }
+}
+
+/// The NOP-padded entry (libpulp's layout): 14 bytes of NOP before the entry,
+/// a 2-byte NOP at the entry, then a jump through the slot (the first field of
+/// the descriptor).
+fn entry_asm(sym: &str) -> TokenStream {
+    let lines = [
+        format!(".pushsection .text.{sym},\"ax\",@progbits"),
+        ".p2align 4".to_owned(),
+        format!(".globl {sym}"),
+        format!(".hidden {sym}"),
+        format!(".type {sym},@function"),
+        ".skip 14, 0x90".to_owned(),
+        format!("{sym}:"),
+        ".byte 0x66, 0x90".to_owned(),
+        "jmp qword ptr [rip + {desc}]".to_owned(),
+        format!(".size {sym}, . - {sym}"),
+        ".popsection".to_owned(),
+    ];
+    quote! {
+        ::core::arch::global_asm! { #(#lines),*, desc = sym __HOTFIX_DESC }
+    }
+}
