@@ -62,8 +62,8 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let layouts = slot.layouts();
     let generics = slot.generics();
     let params = slot.params();
-    let arg_names = slot.names();
     let tuple_ty = slot.tuple_type();
+    let tuple_expr = slot.tuple_expr();
     let ret = &slot.ret;
     let unsafety = &slot.unsafety;
     let abi = &slot.abi;
@@ -198,7 +198,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
                     ::hotfix_core::__private::cross_call::<#tuple_ty, #ret>(
                         ::hotfix_core::__private::load(&__HOTFIX_DESC.cross_catching),
                         __HOTFIX_DESC.cross_src.load(::hotfix_core::__private::Ordering::Acquire),
-                        (#arg_names,),
+                        #tuple_expr,
                     )
                 }
             }

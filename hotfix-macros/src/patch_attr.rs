@@ -92,6 +92,7 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
     let params = slot.params();
     let names = slot.names();
     let tuple_ty = slot.tuple_type();
+    let tuple_expr = slot.tuple_expr();
     let ret = &slot.ret;
     let unsafety = &slot.unsafety;
     let abi = &slot.abi;
@@ -116,7 +117,7 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
                 ::hotfix_core::__private::cross_call::<#tuple_ty, #ret>(
                     ::hotfix_core::__private::load(&#entry.host_catching),
                     &#entry.prev,
-                    (#names,),
+                    #tuple_expr,
                 )
             }
         }

@@ -165,6 +165,12 @@ impl SlotSig {
         quote!(#(#n),*)
     }
 
+    /// `(__hotfix_a0, __hotfix_a1,)` — the arguments as one tuple value.
+    pub fn tuple_expr(&self) -> TokenStream {
+        let n = self.args.iter().map(|a| &a.name);
+        quote!((#(#n,)*))
+    }
+
     /// `(A, B,)` — the arguments as one tuple type.
     pub fn tuple_type(&self) -> TokenStream {
         let t = self.args.iter().map(|a| &a.ty);

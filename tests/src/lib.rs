@@ -1,1 +1,114 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of the integration tests: building the fixture crates (real
+//! patch cdylibs) and keeping tests of one binary from applying patches at once.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where fixture crates are built.
+pub fn fixtures_target() -> PathBuf {
+    root().join("target").join("fixtures")
+}
+
+/// One process-wide lock: tests of one binary share one runtime.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds an exclusive `flock` on a file while alive.
+struct FileLock(fs::File);
+
+impl FileLock {
+    fn take(path: &Path) -> Self {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .expect("open the fixture lock file");
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock the fixture lock file");
+        FileLock(f)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor we locked.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&self.0), libc::LOCK_UN) };
+    }
+}
+
+/// Builds a fixture patch crate with `features` and `profile`, and returns a
+/// copy of its library that no other build overwrites.
+pub fn build_patch_with(package: &str, features: &[&str], profile: &str) -> PathBuf {
+    let target = fixtures_target();
+    fs::create_dir_all(&target).expect("create the fixture target dir");
+    let _lock = FileLock::take(&target.join(".build-lock"));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(root().join("tests/fixtures/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .arg("-p")
+        .arg(package)
+        .arg("--profile")
+        .arg(profile);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building fixture {package} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let built = target.join(dir).join(format!("lib{package}.so"));
+    let variant = if features.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", features.join("-"))
+    };
+    let out_dir = target.join("out");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&out_dir)
+        .expect("create the fixture output dir");
+    let copy = out_dir.join(format!("lib{package}{variant}-{profile}.so"));
+    fs::copy(&built, &copy).expect("copy the fixture library");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+    copy
+}
+
+/// Builds a fixture patch crate in the dev profile without features.
+pub fn build_patch(package: &str) -> PathBuf {
+    build_patch_with(package, &[], "dev")
+}
+
+/// A fresh directory only this user may write, for files a test makes.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = fixtures_target()
+        .join("scratch")
+        .join(format!("{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&dir)
+        .expect("create a scratch dir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod the scratch dir");
+    dir
+}

@@ -1,0 +1,67 @@
+//! The architecture-neutral face of the machine-code layer.
+//!
+//! Types shared by every architecture live here; each architecture module
+//! provides the same items, re-exported below for the target being built:
+//!
+//! * entry stubs: `check_entry`, `redirect_entry`, `restore_entry`, `ENTRY_PAD_LEN`;
+//! * trampolines: `plan_trampoline(&FunctionImage) -> TrampolinePlan`;
+//! * processor: `serialize_core`, `context_pc_sp` (signal context), and
+//!   `check_jump_target`.
+//!
+//! A new architecture adds `arch/<name>/` with those items and one `cfg` line here.
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+#[cfg(target_arch = "x86_64")]
+pub use self::x86_64::{
+    ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, context_pc_sp,
+    plan_trampoline, redirect_entry, restore_entry, serialize_core,
+};
+
+/// The state of a patchable entry stub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// Calls run the function through its slot.
+    Unpatched,
+    /// Calls jump to this address.
+    Redirected(usize),
+}
+
+/// Whether a function is known to take a variable argument list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variadic {
+    /// Proven fixed-arity (a demangled C++ signature without `...`).
+    No,
+    /// Takes `...`.
+    Yes,
+    /// Nothing proves it either way (a C symbol): treated as variadic.
+    Unknown,
+}
+
+/// A piece of code that belongs to a function but has its own symbol
+/// (`foo.cold`, `foo.part.0`): its branches may land in the function's window.
+#[derive(Clone, Debug)]
+pub struct FragmentImage<'a> {
+    /// Its symbol.
+    pub name: &'a str,
+    /// Its runtime address.
+    pub address: usize,
+    /// Its bytes (verified equal to the file).
+    pub bytes: &'a [u8],
+}
+
+/// The original machine code of one function, as the planner sees it.
+#[derive(Clone, Debug)]
+pub struct FunctionImage<'a> {
+    /// Its symbol, for messages.
+    pub symbol: &'a str,
+    /// Its runtime address.
+    pub address: usize,
+    /// All its bytes, `size` of the symbol table (verified equal to the file).
+    pub bytes: &'a [u8],
+    /// Whether it is variadic.
+    pub variadic: Variadic,
+    /// Its split-off fragments.
+    pub fragments: Vec<FragmentImage<'a>>,
+}

@@ -136,7 +136,7 @@ pub fn sync_core() -> Result<(), CodeError> {
     {
         return Ok(());
     }
-    let stopped = threads::stop_other_threads(&[], 0)?;
+    let stopped = threads::stop_other_threads()?;
     stopped.release();
     Ok(())
 }

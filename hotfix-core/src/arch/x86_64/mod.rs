@@ -1,0 +1,36 @@
+//! x86-64 machine code: jump encodings, entry stubs, whole-function decoding and
+//! trampoline windows.
+
+pub mod cpu;
+pub mod decode;
+pub mod encode;
+pub mod entry;
+pub mod window;
+
+pub use cpu::{context_pc_sp, serialize_core};
+pub use encode::ScratchRegister;
+pub use entry::{check_entry, redirect_entry, restore_entry};
+pub use window::{TrampolinePlan, plan_trampoline};
+
+use crate::code_error::CodeError;
+use crate::os;
+
+/// Bytes of pad before a patchable entry.
+pub const ENTRY_PAD_LEN: usize = encode::PAD_LEN;
+
+/// Checks that `target` can be jumped to: it lies in executable memory of this
+/// process and, where indirect-branch tracking is enforced, starts with `endbr64`.
+pub fn check_jump_target(target: usize) -> Result<(), CodeError> {
+    let maps = os::Maps::read()?;
+    if maps.check_code(target, 4).is_err() {
+        return Err(CodeError::TargetNotExecutable { target });
+    }
+    if cpu::ibt_enforced() {
+        // SAFETY: the 4 bytes were just checked to be mapped readable.
+        let head = unsafe { std::slice::from_raw_parts(target as *const u8, 4) };
+        if head != encode::ENDBR64 {
+            return Err(CodeError::TargetLacksEndbr { target });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The host's side: its registered functions and statics, and what it lends to
+//! patches.
+
+use crate::abi::{FnDesc, HostApi, SharedDesc};
+use crate::alloc_bridge::host as alloc;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+/// The host's `#[patchable]` functions and `#[shared]` statics, by path.
+pub(crate) struct HostIndex {
+    pub fns: HashMap<&'static str, &'static FnDesc>,
+    pub shared: HashMap<&'static str, &'static SharedDesc>,
+    /// Crates that own them: a patch's private copy of a static of these crates
+    /// would be a silent fork of host state.
+    pub crates: HashSet<String>,
+}
+
+/// The index, built once from the linker-collected registrations.
+pub(crate) fn index() -> &'static HostIndex {
+    static INDEX: OnceLock<HostIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut fns = HashMap::new();
+        let mut crates = HashSet::new();
+        for d in crate::private::FNS.iter() {
+            crates.insert(first_segment(d.meta.path));
+            if fns.insert(d.meta.path, d).is_some() {
+                tracing::warn!(path = d.meta.path, "two #[patchable] functions share one path; patches reach the last one");
+            }
+        }
+        let mut shared = HashMap::new();
+        for d in crate::private::SHARED.iter() {
+            crates.insert(first_segment(d.path));
+            shared.insert(d.path, d);
+        }
+        HostIndex {
+            fns,
+            shared,
+            crates,
+        }
+    })
+}
+
+fn first_segment(path: &str) -> String {
+    path.split("::").next().unwrap_or(path).to_owned()
+}
+
+/// What the host lends every patch.
+pub(crate) static HOST_API: HostApi = HostApi {
+    alloc: alloc::alloc,
+    alloc_zeroed: alloc::alloc_zeroed,
+    dealloc: alloc::dealloc,
+    realloc: alloc::realloc,
+    raise: crate::panic_bridge::host_raise,
+};

@@ -1,0 +1,173 @@
+//! Checks on the patch file made before anything is loaded, and the private
+//! copy that is loaded instead of the file itself.
+//!
+//! The copy makes each load a fresh `dlopen` (the loader would otherwise hand
+//! back an already-loaded library for the same inode), and keeps a rebuild of the
+//! patch from rewriting code that is mapped and running.
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A patch file that passed the checks, with its bytes and a private copy.
+pub(crate) struct CheckedFile {
+    /// The path the user gave, canonicalised.
+    pub source: PathBuf,
+    /// The private copy that is loaded.
+    pub copy: PathBuf,
+    /// The bytes that were checked and copied.
+    pub bytes: Vec<u8>,
+    /// Content hash of the bytes.
+    pub hash: u64,
+}
+
+fn insecure(path: &Path, reason: String) -> Error {
+    Error::Insecure {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Refuses a file or directory that anyone but its owner may write.
+fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(insecure(
+            path,
+            format!(
+                "{what} {} is writable by {} (mode {mode:o}); only its owner may write it",
+                path.display(),
+                if mode & 0o002 != 0 { "everyone" } else { "its group" }
+            ),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(insecure(
+            path,
+            format!(
+                "{what} {} is owned by uid {}, not by this process's user ({euid}) or root",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `path` and makes the private copy. Nothing is loaded.
+pub(crate) fn check_and_copy(path: &Path) -> Result<CheckedFile> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let source = match fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = fs::metadata(&source).map_err(io)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "directory"
+        } else {
+            "special file"
+        };
+        return Err(Error::NotAFile {
+            path: source,
+            kind,
+        });
+    }
+    check_mode(&source, &meta, "the patch file")?;
+    let dir = source.parent().unwrap_or(Path::new("/"));
+    let dir_meta = fs::metadata(dir).map_err(io)?;
+    check_mode(dir, &dir_meta, "the patch's directory")?;
+
+    let mut file = fs::File::open(&source).map_err(io)?;
+    let opened = file.metadata().map_err(io)?;
+    if opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+        return Err(insecure(
+            &source,
+            "the file was replaced while it was being checked".into(),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(opened.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io)?;
+    let hash = content_hash(&bytes);
+    let copy = private_copy(&source, &bytes, hash)?;
+    Ok(CheckedFile {
+        source,
+        copy,
+        bytes,
+        hash,
+    })
+}
+
+/// A 64-bit content hash (FNV-1a over 8-byte words), to recognise a file.
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// This process's private directory for patch copies (mode 0700).
+fn private_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("hotfix-{}", std::process::id()));
+    let io = |source| Error::Io {
+        path: dir.clone(),
+        source,
+    };
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    let meta = fs::symlink_metadata(&dir).map_err(io)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != euid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(insecure(
+            &dir,
+            "the private copy directory is not a directory owned by this user with mode 0700"
+                .into(),
+        ));
+    }
+    Ok(dir)
+}
+
+fn private_copy(source: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let stem = source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "patch".into());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let copy = private_dir()?.join(format!("{stem}-{hash:016x}-{n}.so"));
+    let io = |source| Error::Io {
+        path: copy.clone(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o500)
+        .open(&copy)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, bytes).map_err(io)?;
+    Ok(copy)
+}

@@ -1,0 +1,242 @@
+//! Writing machine code into the running process: one batch of edits, all or
+//! nothing, while every other thread is stopped outside the edited bytes.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::maps::Maps;
+use super::membarrier;
+use super::protect::PagePlan;
+use super::threads::{self, StoppedThreads};
+use crate::code_error::{CodeError, HexBytes};
+
+/// How many times a batch is retried while some thread is inside an edited range.
+pub const BUSY_ATTEMPTS: u32 = 200;
+
+/// One replacement of code bytes: `expected_old` must be in memory at `addr`, and
+/// is replaced by `new` (same length).
+///
+/// `addr` must be an instruction boundary of both the old and the new code: a
+/// thread stopped exactly at `addr` resumes with the first new instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeEdit {
+    /// First byte replaced.
+    pub addr: usize,
+    /// Bytes that must be there now.
+    pub expected_old: Vec<u8>,
+    /// Bytes written instead.
+    pub new: Vec<u8>,
+}
+
+impl CodeEdit {
+    /// One past the last byte of the edit.
+    pub fn end(&self) -> usize {
+        self.addr + self.new.len()
+    }
+
+    /// Whether `pc` is strictly inside the edit: a thread there would resume in
+    /// the middle of the new bytes. `pc == addr` is an instruction boundary of both
+    /// old and new code and is safe.
+    pub fn holds_inside(&self, pc: usize) -> bool {
+        pc > self.addr && pc < self.end()
+    }
+
+    /// The edit that undoes this one.
+    pub fn inverse(&self) -> CodeEdit {
+        CodeEdit {
+            addr: self.addr,
+            expected_old: self.new.clone(),
+            new: self.expected_old.clone(),
+        }
+    }
+}
+
+static CODE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The lock every code write of this process takes, so two writers never change
+/// the protection of the same page under each other.
+pub fn code_write_lock() -> MutexGuard<'static, ()> {
+    CODE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads `len` bytes of code at `addr`, after checking in /proc/self/maps that
+/// they are mapped readable.
+pub fn read_code(addr: usize, len: usize) -> Result<Vec<u8>, CodeError> {
+    Maps::read()?.check_readable(addr, len)?;
+    // SAFETY: the range was just checked to be mapped readable.
+    Ok(unsafe { std::slice::from_raw_parts(addr as *const u8, len) }.to_vec())
+}
+
+fn validate(edits: &[CodeEdit]) -> Result<(), CodeError> {
+    let mut sorted: Vec<&CodeEdit> = edits.iter().collect();
+    sorted.sort_by_key(|e| e.addr);
+    for e in &sorted {
+        if e.new.is_empty() {
+            return Err(CodeError::InvalidEdit {
+                addr: e.addr,
+                reason: "empty edit",
+            });
+        }
+        if e.new.len() != e.expected_old.len() {
+            return Err(CodeError::InvalidEdit {
+                addr: e.addr,
+                reason: "new and expected bytes differ in length",
+            });
+        }
+        if e.addr.checked_add(e.new.len()).is_none() {
+            return Err(CodeError::InvalidEdit {
+                addr: e.addr,
+                reason: "range overflows the address space",
+            });
+        }
+    }
+    for w in sorted.windows(2) {
+        if w[0].end() > w[1].addr {
+            return Err(CodeError::InvalidEdit {
+                addr: w[1].addr,
+                reason: "edits overlap",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Index of the first edit whose memory differs from `expected_old`.
+/// Allocation-free; the ranges must have been checked readable.
+fn first_mismatch(edits: &[CodeEdit]) -> Option<usize> {
+    edits.iter().position(|e| {
+        // SAFETY: the caller checked every range to be mapped readable.
+        let now = unsafe { std::slice::from_raw_parts(e.addr as *const u8, e.new.len()) };
+        now != e.expected_old.as_slice()
+    })
+}
+
+fn mismatch_error(e: &CodeEdit) -> CodeError {
+    // SAFETY: the range was checked readable before this is called.
+    let found = unsafe { std::slice::from_raw_parts(e.addr as *const u8, e.new.len()) };
+    CodeError::BytesChanged {
+        addr: e.addr,
+        found: found.into(),
+        expected: HexBytes(e.expected_old.clone()),
+    }
+}
+
+/// A thread found inside an edit: (tid, address found, edit index).
+type Busy = (i32, usize, usize);
+
+/// Finds a stopped thread whose instruction pointer, or any word on its stack
+/// above its stack pointer (return addresses, contexts saved by signal handlers
+/// it was running), lies strictly inside an edit. A stack that is not in a
+/// readable mapping of `maps` counts as busy (it is re-read on the next try).
+/// Allocation-free.
+fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &Maps) -> Option<Busy> {
+    let inside = |v: usize| edits.iter().position(|e| e.holds_inside(v));
+    for t in stopped.threads() {
+        if let Some(i) = inside(t.pc) {
+            return Some((t.tid, t.pc, i));
+        }
+        let Some(m) = maps.find(t.sp).filter(|m| m.perms.read) else {
+            return Some((t.tid, t.sp, 0));
+        };
+        let mut at = (t.sp + 7) & !7;
+        while at + 8 <= m.end {
+            // SAFETY: `at` lies in a readable mapping of a stack whose thread is
+            // stopped; the mapping cannot change while every other thread is held.
+            let word = unsafe { std::ptr::read_volatile(at as *const usize) };
+            if let Some(i) = inside(word) {
+                return Some((t.tid, word, i));
+            }
+            at += 8;
+        }
+    }
+    None
+}
+
+/// Applies every edit, or none.
+///
+/// Checks that every edit's bytes are what it expects; records the protection of
+/// every touched page (both pages when an edit crosses a page boundary); stops
+/// every other thread; if a thread is inside an edit, releases them all, backs off
+/// and retries ([`BUSY_ATTEMPTS`] times) before refusing with
+/// [`CodeError::ThreadBusy`]; makes the pages `rwx` (if the system refuses,
+/// returns [`CodeError::ProtectFailed`] with nothing written); writes; restores
+/// each page's exact previous protection; serializes every core; releases.
+///
+/// # Safety
+/// The new bytes must be correct code for every thread that will execute them,
+/// and every `addr` must be an instruction boundary of both old and new code.
+pub unsafe fn apply_edits(edits: &[CodeEdit]) -> Result<(), CodeError> {
+    validate(edits)?;
+    if edits.is_empty() {
+        return Ok(());
+    }
+    let _guard = code_write_lock();
+    // Probe (and register) membarrier now: it may allocate and log.
+    let _ = membarrier::sync_core_method();
+    let ranges: Vec<(usize, usize)> = edits.iter().map(|e| (e.addr, e.new.len())).collect();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let maps = Maps::read()?;
+        let mut pages = PagePlan::new(&maps, &ranges)?;
+        if let Some(i) = first_mismatch(edits) {
+            return Err(mismatch_error(&edits[i]));
+        }
+        let stopped = threads::stop_other_threads()?;
+        // ---- threads stopped: no allocation, no locks until release ----
+        if let Some((tid, pc, i)) = find_busy(&stopped, edits, &maps) {
+            stopped.release();
+            let e = &edits[i];
+            tracing::debug!(tid, pc, attempt, "a thread is inside a code edit; retrying");
+            if attempt >= BUSY_ATTEMPTS {
+                return Err(CodeError::ThreadBusy {
+                    tid,
+                    pc,
+                    window_start: e.addr,
+                    window_end: e.end(),
+                    attempts: attempt,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(50 * u64::from(attempt.min(100))));
+            continue;
+        }
+        if let Some(i) = first_mismatch(edits) {
+            stopped.release();
+            return Err(mismatch_error(&edits[i]));
+        }
+        if let Err(f) = pages.make_writable() {
+            stopped.release();
+            return Err(pages.error(f, false));
+        }
+        for e in edits {
+            // SAFETY: the range is mapped and now writable; every other thread is
+            // stopped outside it; the caller vouches for the new code.
+            unsafe { std::ptr::copy_nonoverlapping(e.new.as_ptr(), e.addr as *mut u8, e.new.len()) };
+        }
+        let restored = pages.restore();
+        membarrier::sync_core_while_stopped();
+        stopped.release();
+        tracing::debug!(edits = edits.len(), attempt, "code edits applied");
+        return restored.map_err(|f| pages.error(f, true));
+    }
+}
+
+/// Runs `write` while the pages of `[addr, addr+len)` are writable, holding the
+/// code-write lock, and restores their exact previous protection afterwards.
+/// Other threads keep running: `write` must keep the code valid at every moment
+/// (single atomic stores, core syncs in between).
+pub fn with_writable_code<R>(
+    addr: usize,
+    len: usize,
+    write: impl FnOnce() -> Result<R, CodeError>,
+) -> Result<R, CodeError> {
+    let _guard = code_write_lock();
+    let maps = Maps::read()?;
+    let mut pages = PagePlan::new(&maps, &[(addr, len)])?;
+    pages.make_writable().map_err(|f| pages.error(f, false))?;
+    let result = write();
+    let restored = pages.restore();
+    let r = result?;
+    restored.map_err(|f| pages.error(f, true))?;
+    Ok(r)
+}

@@ -1,0 +1,7 @@
+//! Linux: /proc/self/maps, stopping threads with a signal, membarrier, mprotect.
+
+pub mod code_write;
+pub mod maps;
+pub mod membarrier;
+pub mod protect;
+pub mod threads;

@@ -1,0 +1,87 @@
+//! Real patch cdylibs, `dlopen`ed through the public API: apply, revert, stacks.
+
+use fixture_host::{Player, answer, c_twice, greet, sum};
+use hotfix_core::{Error, Runtime};
+use hotfix_tests::{build_patch, serial};
+
+fn rt() -> &'static Runtime {
+    Runtime::global()
+}
+
+#[test]
+fn apply_changes_results_and_revert_restores_them() {
+    let _g = serial();
+    let good = build_patch("good");
+    let p = Player { xp: 250 };
+    assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
+
+    let applied = rt().apply(&good).expect("apply the good patch");
+    assert_eq!(applied.name, "good");
+    assert_eq!(sum(1, 2), 3);
+    assert_eq!(answer(), 42);
+    assert_eq!(greet("ann"), "hi ann");
+    assert_eq!(p.level(), 3);
+    assert_eq!(c_twice(4), 12);
+    // A function pointer taken before the patch passes through the entry too.
+    let f: fn(i64, i64) -> i64 = sum;
+    assert_eq!(f(5, 5), 10);
+
+    let status = rt().status();
+    assert_eq!(status.patches.len(), 1);
+    let live = status.live("fixture_host::sum").expect("sum is patched");
+    assert_eq!((live.patch.as_str(), live.version.as_str()), ("good", "1.0.0"));
+    assert!(status.live("fixture_host::Player::level").is_some());
+    assert_eq!(status.to_string().split_whitespace().next(), Some("good"));
+
+    rt().revert_newest().expect("revert");
+    assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
+    assert_eq!(f(5, 5), 0);
+    assert!(rt().status().patches.is_empty());
+    assert_eq!(rt().status().to_string(), "none");
+}
+
+#[test]
+fn the_same_patch_twice_is_refused_and_reapply_after_revert_works() {
+    let _g = serial();
+    let good = build_patch("good");
+    rt().apply(&good).expect("first apply");
+    let err = rt().apply(&good).expect_err("second apply must be refused");
+    assert!(matches!(err, Error::AlreadyApplied { .. }), "{err}");
+    assert!(err.to_string().contains("already applied"), "{err}");
+    assert_eq!(sum(1, 2), 3, "the first apply is still live");
+    assert_eq!(rt().status().patches.len(), 1);
+    rt().revert_newest().expect("revert");
+    assert_eq!(sum(1, 2), -1);
+    rt().apply(&good).expect("apply again after revert");
+    assert_eq!(sum(1, 2), 3);
+    rt().revert_all().expect("revert all");
+    assert_eq!(sum(1, 2), -1);
+}
+
+#[test]
+fn three_stacked_patches_with_the_middle_one_reverted() {
+    let _g = serial();
+    let (a, b, c) = (build_patch("layer_a"), build_patch("layer_b"), build_patch("layer_c"));
+    let ia = rt().apply(&a).expect("a").id;
+    let ib = rt().apply(&b).expect("b").id;
+    let ic = rt().apply(&c).expect("c").id;
+    // sum: c on top; answer: b on top (c does not replace it).
+    assert_eq!((sum(1, 2), answer()), (303, 2));
+    assert_eq!(rt().status().live("fixture_host::answer").map(|f| f.id), Some(ib));
+
+    rt().revert(ib).expect("revert the middle patch");
+    assert_eq!((sum(1, 2), answer()), (303, 1), "answer falls back to a, sum stays c");
+    let status = rt().status();
+    assert_eq!(status.patches.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ia, ic]);
+    assert_eq!(status.live("fixture_host::sum").map(|f| f.id), Some(ic));
+    assert_eq!(status.live("fixture_host::answer").map(|f| f.id), Some(ia));
+
+    rt().revert_newest().expect("revert c");
+    assert_eq!((sum(1, 2), answer()), (103, 1));
+    rt().revert(ia).expect("revert a");
+    assert_eq!((sum(1, 2), answer()), (-1, 40));
+    let err = rt().revert_newest().expect_err("nothing left");
+    assert!(matches!(err, Error::NothingApplied), "{err}");
+    let err = rt().revert(ib).expect_err("b is not applied");
+    assert!(matches!(err, Error::NothingApplied | Error::NotApplied { .. }), "{err}");
+}
