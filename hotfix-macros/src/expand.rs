@@ -205,7 +205,21 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
         }
     };
 
-    let wrapper = wrapper(&user, &slot, &module);
+    // An async function's wrapper returns the boxed future the slot creates, so
+    // a future is bound to the implementation live when it is created.
+    let wrapper_sig = if user.sig.asyncness.is_some() {
+        orig_sig.clone()
+    } else {
+        user.sig.clone()
+    };
+    let wrapper = wrapper(
+        &UserFn {
+            sig: &wrapper_sig,
+            ..user
+        },
+        &slot,
+        &module,
+    );
     Ok(Pieces {
         wrapper,
         companions,
@@ -241,11 +255,6 @@ fn wrapper(user: &UserFn<'_>, slot: &SlotSig, module: &syn::Ident) -> TokenStrea
     }
     let call_unsafe = slot.unsafety.map(|_| quote!(unsafe));
     let call = quote!(#call_unsafe { #module::__hotfix_entry(#(#forwarded),*) });
-    let call = if sig.asyncness.is_some() {
-        quote!(#call.await)
-    } else {
-        call
-    };
     let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
     quote! {
         #(#attrs)*

@@ -124,8 +124,11 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
     };
     item.block.stmts.insert(0, original);
 
+    // Both sides of the check carry the replacement's span, so a mismatch is
+    // reported at the user's signature.
     let check_span = item.sig.span();
-    let check_ty = quote_spanned!(check_span=> #fn_ty);
+    let check_ty = respan(quote_spanned!(check_span=> #fn_ty), check_span);
+    let sig_path = respan(sig_path, check_span);
     Ok(quote! {
         #item
 
@@ -152,4 +155,21 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
             ::hotfix_core::__private::guard(|| #body_call)
         }
     })
+}
+
+/// Gives every token the span `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut ng = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                t = proc_macro2::TokenTree::Group(ng);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }

@@ -1,11 +1,31 @@
 //! Real patch cdylibs, `dlopen`ed through the public API: apply, revert, stacks.
 
-use fixture_host::{Player, answer, c_twice, greet, sum};
+use fixture_host::{Describe, Player, answer, c_twice, greet, name_len, read_byte, sum};
 use hotfix_core::{Error, Runtime};
 use hotfix_tests::{build_patch, serial};
 
 fn rt() -> &'static Runtime {
     Runtime::global()
+}
+
+/// Polls a future that never waits (the fixtures' async functions do not).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Results of every kind of patchable function: free, method, trait method,
+/// async, unsafe, extern "C".
+fn kinds(p: &Player) -> (String, usize, u8) {
+    let byte = 7u8;
+    // SAFETY: points at a live byte.
+    let read = unsafe { read_byte(&byte) };
+    (p.describe(), block_on(name_len("abc", &1)), read)
 }
 
 #[test]
@@ -15,7 +35,13 @@ fn apply_changes_results_and_revert_restores_them() {
     let p = Player { xp: 250 };
     assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
 
+    assert_eq!(kinds(&p), ("player with 250 xp".to_string(), 4, 7));
+    // A future created before the patch keeps its code.
+    let early = name_len("abc", &1);
+
     let applied = rt().apply(&good).expect("apply the good patch");
+    assert_eq!(kinds(&p), ("level 3 player".to_string(), 301, 8));
+    assert_eq!(block_on(early), 4, "a future already created runs the old code");
     assert_eq!(applied.name, "good");
     assert_eq!(sum(1, 2), 3);
     assert_eq!(answer(), 42);
@@ -35,6 +61,7 @@ fn apply_changes_results_and_revert_restores_them() {
 
     rt().revert_newest().expect("revert");
     assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
+    assert_eq!(kinds(&p), ("player with 250 xp".to_string(), 4, 7));
     assert_eq!(f(5, 5), 0);
     assert!(rt().status().patches.is_empty());
     assert_eq!(rt().status().to_string(), "none");

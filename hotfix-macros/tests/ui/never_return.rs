@@ -1,0 +1,6 @@
+#[hotfix_core::patchable]
+pub fn stop() -> ! {
+    std::process::exit(1)
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[hotfix_core::patchable]
+pub struct Player;
+
+fn main() {}

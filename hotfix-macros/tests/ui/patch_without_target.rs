@@ -1,0 +1,6 @@
+#[hotfix_core::patch]
+fn sum(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+fn main() {}
