@@ -1,5 +1,107 @@
-//! hotfix: patch functions of a running Rust process without restarting it.
-#![doc = include_str!("../README.md")]
+//! hotfix: replace functions of a running Rust process without restarting it.
+//!
+//! A host marks functions `#[patchable]`. A patch is a `cdylib` crate that names
+//! the functions it replaces by path. The runtime loads a patch, proves it
+//! compatible with the running host (same compiler, target and cfgs; same
+//! signatures, with the layout of every argument; built against the host's
+//! source; no private copies of host statics), then swaps every function of the
+//! patch in one step, or nothing. Patches stack and revert in any order.
+//!
+//! # A complete example
+//!
+//! The host (a library crate the server binary uses, so a patch can name it):
+//!
+//! ```no_run
+//! // my_server/src/lib.rs
+//! use hotfix_core::{patchable, shared};
+//! use std::collections::HashMap;
+//! use std::sync::{LazyLock, Mutex};
+//!
+//! /// State patches read and write: `#[shared]` makes them reach this instance.
+//! #[shared]
+//! pub static SCORES: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
+//!
+//! /// Shipped with a bug: adds twice the points.
+//! #[patchable]
+//! pub fn add_score(name: &str, n: i64) -> i64 {
+//!     let mut scores = SCORES.lock().unwrap();
+//!     let total = scores.entry(name.to_owned()).or_insert(0);
+//!     *total += 2 * n;
+//!     *total
+//! }
+//!
+//! // my_server/src/main.rs: apply a patch when asked (e.g. on SIGHUP).
+//! fn on_sighup() {
+//!     match hotfix_core::apply("target/debug/libmy_patch.so") {
+//!         Ok(p) => tracing::info!("applied {} {}: {:?}", p.name, p.version, p.targets),
+//!         Err(e) => tracing::warn!("patch refused, nothing changed: {e}"),
+//!     }
+//!     // ...and `hotfix_core::revert_newest()` on SIGUSR2.
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! The patch (`crate-type = ["cdylib"]`, depending on `hotfix-core` and the
+//! host's library crate), built with `cargo build -p my-patch`:
+//!
+//! ```ignore
+//! // my_patch/src/lib.rs
+//! hotfix_core::patch_library!();
+//!
+//! #[hotfix_core::patch(my_server::add_score)]
+//! fn add_score(name: &str, n: i64) -> i64 {
+//!     let mut scores = my_server::SCORES.lock().unwrap();
+//!     let total = scores.entry(name.to_owned()).or_insert(0);
+//!     *total += n; // the fix, on the host's own table
+//!     *total
+//! }
+//! ```
+//!
+//! # What `#[patchable]` generates
+//!
+//! For each function: the original body under a hidden name; a slot (an atomic
+//! pointer to the current implementation, loaded with `Acquire` on every call,
+//! stored with `Release` on a swap: no lock, no allocation, never blocking on an
+//! apply in progress); a NOP-padded entry laid out like libpulp's (14 bytes of
+//! NOP, a 2-byte NOP at the entry, then a jump through the slot) that every call
+//! and every function pointer passes through; and a registration the runtime
+//! finds through the linker, without any list: the function's path, a
+//! fingerprint of its signature (types as written, size and alignment of every
+//! argument and of the result) and one of its body.
+//!
+//! It works on free functions, on every method of an `impl` block (inherent or
+//! trait; put `#[patchable]` on the block, and optionally on some methods to
+//! choose them), `unsafe fn`, `extern "C" fn`, functions with lifetimes, and
+//! `async fn`. For an `async fn` the slot holds the function that creates the
+//! (boxed) future: a future already created keeps running the code it was
+//! created with. Generic functions, `const fn`, `impl Trait` arguments or
+//! results and `-> !` are refused at compile time with the reason.
+//!
+//! # What a patch sees
+//!
+//! A patch is written as if it were compiled into the host:
+//! - **state**: host statics marked `#[shared]` are the host's instances (one
+//!   extra load per access). A patch that would touch a private copy of an
+//!   unmarked host static, or a host `thread_local!`, is refused at load;
+//! - **host functions**: a call to another `#[patchable]` host function reaches
+//!   the host's live version of it, including one a later patch installs;
+//! - **panics**: a panic in patch code, or in host code a patch calls, reaches the
+//!   host as its own panic (its `catch_unwind` and its panic hook work);
+//! - **allocator**: every allocation of the patch uses the host's global allocator;
+//! - **hooks**: `patch_library!(on_apply = f, on_revert = g)`; `f` may veto;
+//! - **the original**: inside a replacement, `original(args)` calls the version
+//!   that was live below it.
+//!
+//! # Safety of swaps
+//!
+//! Applies and reverts are serialised. A call in flight finishes on the code it
+//! started with; the next call through the slot takes the new one. Each slot
+//! changes with one atomic store; the stores of one patch happen in one critical
+//! section after every check passed, so a thread calling two patched functions
+//! during a swap may see the new version of one and the old of the other for the
+//! duration of those stores. Patch libraries are never unloaded: reverted
+//! libraries stay mapped, since a thread may still be running their code, and a
+//! patch applied again reuses its library.
 
 pub mod abi;
 mod alloc_bridge;
