@@ -56,7 +56,7 @@ impl CodeState {
             crate::arch::check_entry(entry as *const u8).map_err(|source| Error::Entry {
                 patch: label.to_owned(),
                 target: path.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         }
         self.foreign.sync(stack, label)?;
@@ -74,7 +74,7 @@ impl CodeState {
                 return Err(Error::Entry {
                     patch: label.to_owned(),
                     target: path.to_owned(),
-                    source,
+                    source: Box::new(source),
                 });
             }
             done.push((entry, self.entries.get(&entry).map(|t| t.0)));

@@ -155,7 +155,7 @@ pub enum Error {
         patch: String,
         symbol: String,
         #[source]
-        source: crate::code_error::CodeError,
+        source: Box<crate::code_error::CodeError>,
     },
 
     /// An entry (NOP pad) could not be patched.
@@ -164,7 +164,7 @@ pub enum Error {
         patch: String,
         target: String,
         #[source]
-        source: crate::code_error::CodeError,
+        source: Box<crate::code_error::CodeError>,
     },
 }
 

@@ -18,11 +18,11 @@ impl ForeignState {
                 return Err(Error::Foreign {
                     patch: label.to_owned(),
                     symbol: f.symbol.to_owned(),
-                    source: crate::code_error::CodeError::UnsupportedSymbol {
+                    source: Box::new(crate::code_error::CodeError::UnsupportedSymbol {
                         name: f.symbol.to_owned(),
                         object: std::path::PathBuf::new(),
                         reason: "foreign function patching is not wired into the runtime yet",
-                    },
+                    }),
                 });
             }
         }

@@ -124,13 +124,13 @@ impl Runtime {
                 });
             }
         }
-        if let Some(hook) = patch.registry.on_apply {
-            if let Err(reason) = hook() {
-                return Err(Error::Vetoed {
-                    patch: format!("{} {}", patch.name, patch.version),
-                    reason,
-                });
-            }
+        if let Some(hook) = patch.registry.on_apply
+            && let Err(reason) = hook()
+        {
+            return Err(Error::Vetoed {
+                patch: format!("{} {}", patch.name, patch.version),
+                reason,
+            });
         }
         let mut next = state.stack.iter().map(|a| (a.patch.clone(), a.strategy)).collect::<Vec<_>>();
         next.push((patch.clone(), opts.strategy));
@@ -175,10 +175,10 @@ impl Runtime {
             });
         };
         let patch = state.stack[pos].patch.clone();
-        if let Some(hook) = patch.registry.on_revert {
-            if let Err(reason) = hook() {
-                tracing::warn!(patch = %patch_label(&patch), %reason, "revert hook failed; reverting anyway");
-            }
+        if let Some(hook) = patch.registry.on_revert
+            && let Err(reason) = hook()
+        {
+            tracing::warn!(patch = %patch_label(&patch), %reason, "revert hook failed; reverting anyway");
         }
         let next: Vec<_> = state
             .stack

@@ -25,10 +25,8 @@ impl VisitMut for OneLifetime {
         syn::visit_mut::visit_type_reference_mut(self, r);
     }
     fn visit_receiver_mut(&mut self, r: &mut syn::Receiver) {
-        if let Some((_, lt)) = &mut r.reference {
-            if lt.is_none() {
-                *lt = Some(syn::Lifetime::new(HF, proc_macro2::Span::call_site()));
-            }
+        if let Some((_, lt @ None)) = &mut r.reference {
+            *lt = Some(syn::Lifetime::new(HF, proc_macro2::Span::call_site()));
         }
         syn::visit_mut::visit_receiver_mut(self, r);
     }

@@ -54,26 +54,26 @@ pub fn check_signature(sig: &Signature) -> syn::Result<()> {
         ));
     }
     for input in &sig.inputs {
-        if let FnArg::Typed(t) = input {
-            if let Some(span) = find_impl_trait(&t.ty) {
-                return Err(syn::Error::new(
-                    span,
-                    "`#[patchable]` cannot patch a function with an `impl Trait` argument: it is \
-                     generic, with one instance per type; take a concrete type or `&dyn Trait`",
-                ));
-            }
+        if let FnArg::Typed(t) = input
+            && let Some(span) = find_impl_trait(&t.ty)
+        {
+            return Err(syn::Error::new(
+                span,
+                "`#[patchable]` cannot patch a function with an `impl Trait` argument: it is \
+                 generic, with one instance per type; take a concrete type or `&dyn Trait`",
+            ));
         }
     }
     if let ReturnType::Type(_, t) = &sig.output {
-        if sig.asyncness.is_none() {
-            if let Some(span) = find_impl_trait(t) {
-                return Err(syn::Error::new(
-                    span,
-                    "`#[patchable]` cannot patch a function returning `impl Trait`: a \
-                     replacement would return another hidden type; return a concrete type or \
-                     a `Box<dyn Trait>`",
-                ));
-            }
+        if sig.asyncness.is_none()
+            && let Some(span) = find_impl_trait(t)
+        {
+            return Err(syn::Error::new(
+                span,
+                "`#[patchable]` cannot patch a function returning `impl Trait`: a \
+                 replacement would return another hidden type; return a concrete type or \
+                 a `Box<dyn Trait>`",
+            ));
         }
         if matches!(**t, Type::Never(_)) {
             return Err(syn::Error::new_spanned(

@@ -51,18 +51,18 @@ pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<()> {
         ));
     }
     for s in file.sections() {
-        if let Some((off, size)) = s.file_range() {
-            if off.saturating_add(size) > bytes.len() as u64 {
-                return Err(not_so(
-                    path,
-                    format!(
-                        "truncated: section {} ends at byte {}, the file has {}",
-                        s.name().unwrap_or("?"),
-                        off + size,
-                        bytes.len()
-                    ),
-                ));
-            }
+        if let Some((off, size)) = s.file_range()
+            && off.saturating_add(size) > bytes.len() as u64
+        {
+            return Err(not_so(
+                path,
+                format!(
+                    "truncated: section {} ends at byte {}, the file has {}",
+                    s.name().unwrap_or("?"),
+                    off + size,
+                    bytes.len()
+                ),
+            ));
         }
     }
     let mut versions = Vec::new();

@@ -12,13 +12,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A patch file that passed the checks, with its bytes and a private copy.
+/// A patch file that passed the checks, with its bytes.
 pub(crate) struct CheckedFile {
     /// The path the user gave, canonicalised.
     pub source: PathBuf,
-    /// The private copy that is loaded.
-    pub copy: PathBuf,
-    /// The bytes that were checked and copied.
+    /// The bytes that were checked (and are the only ones ever loaded).
     pub bytes: Vec<u8>,
     /// Content hash of the bytes.
     pub hash: u64,
@@ -59,8 +57,8 @@ fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks `path` and makes the private copy. Nothing is loaded.
-pub(crate) fn check_and_copy(path: &Path) -> Result<CheckedFile> {
+/// Checks `path` and reads it. Nothing is loaded.
+pub(crate) fn check(path: &Path) -> Result<CheckedFile> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -102,10 +100,8 @@ pub(crate) fn check_and_copy(path: &Path) -> Result<CheckedFile> {
     let mut bytes = Vec::with_capacity(opened.len() as usize);
     file.read_to_end(&mut bytes).map_err(io)?;
     let hash = content_hash(&bytes);
-    let copy = private_copy(&source, &bytes, hash)?;
     Ok(CheckedFile {
         source,
-        copy,
         bytes,
         hash,
     })
@@ -150,7 +146,10 @@ fn private_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn private_copy(source: &Path, bytes: &[u8], hash: u64) -> Result<PathBuf> {
+/// Writes the checked bytes to a new file in this process's private directory.
+/// The caller unlinks it once loaded (the mapping outlives the name).
+pub(crate) fn private_copy(checked: &CheckedFile) -> Result<PathBuf> {
+    let (source, bytes, hash) = (&checked.source, &checked.bytes, checked.hash);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let stem = source
         .file_stem()

@@ -101,14 +101,17 @@ impl std::fmt::Debug for LoadedPatch {
 
 /// Loads and checks a patch file. Nothing of the host changes.
 pub(crate) fn load(path: &Path) -> Result<Arc<LoadedPatch>> {
-    let checked = file_check::check_and_copy(path)?;
+    let checked = file_check::check(path)?;
     let src = &checked.source;
     elf_scan::inspect(src, &checked.bytes)?;
     let index = host::index();
     // The patch's own name is not known before dlopen: name it by file here.
     let file_name = src.display().to_string();
     let shared = index.shared.keys().copied().collect();
-    for copy in elf_scan::private_copies(src, &checked.bytes, &index.crates, &shared)? {
+    if let Some(copy) = elf_scan::private_copies(src, &checked.bytes, &index.crates, &shared)?
+        .into_iter()
+        .next()
+    {
         return Err(match copy {
             elf_scan::PrivateCopy::Static(symbol) => Error::PrivateStatic {
                 patch: file_name,
@@ -120,7 +123,11 @@ pub(crate) fn load(path: &Path) -> Result<Arc<LoadedPatch>> {
             },
         });
     }
-    let registry = registry::open(src, &checked.copy)?;
+    let copy = file_check::private_copy(&checked)?;
+    let opened = registry::open(src, &copy);
+    // The mapping outlives the name: nothing is left behind on disk.
+    let _ = std::fs::remove_file(&copy);
+    let registry = opened?;
     // SAFETY: registry::open checked magic, format, size and build fingerprint:
     // the strings are RawStr built by the same compiler into the loaded library.
     let (name, version) = unsafe {
