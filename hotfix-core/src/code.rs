@@ -11,6 +11,15 @@ use crate::runtime::Strategy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The foreign symbols of a stack, for a message.
+fn foreign_symbols(stack: &[(Arc<LoadedPatch>, Strategy)]) -> String {
+    let all: Vec<&str> = stack
+        .iter()
+        .flat_map(|(p, _)| p.foreign.iter().map(|f| f.symbol))
+        .collect();
+    all.join(", ")
+}
+
 /// What is rewritten now.
 #[derive(Default)]
 pub(crate) struct CodeState {
@@ -59,7 +68,7 @@ impl CodeState {
                 source: Box::new(source),
             })?;
         }
-        self.foreign.sync(stack, label)?;
+        let foreign = self.foreign.prepare(stack, label)?;
         let mut done: Vec<(usize, Option<usize>)> = Vec::new();
         for &(entry, target, path) in &changes {
             let r = match target {
@@ -79,8 +88,20 @@ impl CodeState {
             }
             done.push((entry, self.entries.get(&entry).map(|t| t.0)));
         }
+        let edits = foreign.edits();
+        // SAFETY: every edit comes from a trampoline plan (whole instructions, no
+        // branch or call into the window, bytes checked against the file) and
+        // jumps to a replacement exported for that very symbol.
+        if let Err(source) = unsafe { crate::os::apply_edits(&edits) } {
+            self.undo_entries(&done);
+            return Err(Error::Foreign {
+                patch: label.to_owned(),
+                symbol: foreign_symbols(stack),
+                source: Box::new(source),
+            });
+        }
         self.entries = want;
-        Ok(())
+        self.foreign.commit(foreign, label)
     }
 
     fn undo_entries(&self, done: &[(usize, Option<usize>)]) {

@@ -5,10 +5,13 @@
 //!   atomic slot, a NOP-padded entry and a registration.
 //! - `#[patch(path::to::target)]` in a patch crate: a replacement.
 //! - `#[shared]` on a host static: patches reach the host's instance.
+//! - `#[patch_foreign("symbol")]` / `patch_foreign!("symbol" => c_fn)` in a
+//!   patch crate: a replacement of a C or C++ function.
 //! - `patch_library!()` once in a patch crate: its registry and allocator.
 
 mod asyncfn;
 mod expand;
+mod foreign_attr;
 mod impl_attr;
 mod library;
 mod names;
@@ -123,4 +126,26 @@ pub fn shared(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn patch_library(input: TokenStream) -> TokenStream {
     let args = parse_macro_input!(input as library::LibraryArgs);
     library::expand(args).into()
+}
+
+/// Marks an `extern "C"` function of a patch crate as the replacement of a
+/// foreign (C or C++) function of the host, named by its symbol, mangled
+/// (`_ZN4Role12getClassNameB5cxx11Ev`) or demangled
+/// (`Role::getClassName[abi:cxx11]()`).
+#[proc_macro_attribute]
+pub fn patch_foreign(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let symbol = parse_macro_input!(attr as syn::LitStr);
+    let item = parse_macro_input!(item as syn::ItemFn);
+    foreign_attr::expand_attr(symbol, item)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+/// Declares a replacement written in C or C++ and compiled into the patch:
+/// `patch_foreign_c!("Role::getClassName[abi:cxx11]()" => fixed_get_class_name);`
+/// where `fixed_get_class_name` is the replacement's link name.
+#[proc_macro]
+pub fn patch_foreign_c(input: TokenStream) -> TokenStream {
+    let decl = parse_macro_input!(input as foreign_attr::ForeignDecl);
+    foreign_attr::expand_decl(decl).into()
 }

@@ -112,3 +112,29 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod the scratch dir");
     dir
 }
+
+/// The lines of `/proc/self/maps` text whose path contains `needle`, as
+/// `(start, end, perms, path)` with adjacent ranges of equal protection and
+/// path merged: what protections cover which addresses, whatever way the kernel
+/// splits its areas.
+pub fn coalesced_maps(maps: &str, needle: &str) -> Vec<(u64, u64, String, String)> {
+    let mut out: Vec<(u64, u64, String, String)> = Vec::new();
+    for line in maps.lines().filter(|l| l.contains(needle)) {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("").to_owned();
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(last) if last.1 == a && last.2 == perms && last.3 == path => last.1 = b,
+            _ => out.push((a, b, perms.to_owned(), path)),
+        }
+    }
+    out
+}
