@@ -112,3 +112,26 @@ fn three_stacked_patches_with_the_middle_one_reverted() {
     let err = rt().revert(ib).expect_err("b is not applied");
     assert!(matches!(err, Error::NothingApplied | Error::NotApplied { .. }), "{err}");
 }
+
+#[test]
+fn entry_strategy_redirects_the_entry_and_revert_restores_it() {
+    use hotfix_core::arch::{EntryState, check_entry};
+    use hotfix_core::{ApplyOptions, Strategy};
+    let _g = serial();
+    let good = build_patch("good");
+    let desc = hotfix_core::__private::host_fns()
+        .iter()
+        .find(|d| d.meta.path == "fixture_host::sum")
+        .expect("sum is registered");
+    let entry = desc.entry as *const u8;
+    assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
+    rt()
+        .apply_with(&good, ApplyOptions { strategy: Strategy::Entry })
+        .expect("apply with the entry strategy");
+    assert!(matches!(check_entry(entry).expect("entry"), EntryState::Redirected(_)));
+    let f: fn(i64, i64) -> i64 = sum;
+    assert_eq!((sum(1, 2), f(2, 2)), (3, 4));
+    rt().revert_newest().expect("revert");
+    assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
+    assert_eq!((sum(1, 2), f(2, 2)), (-1, 0));
+}
