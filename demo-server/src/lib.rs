@@ -1,40 +1,24 @@
-use hotfix_core::{patchable, shared};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::fmt;
+//! demo-server: a small TCP game server whose buggy functions are fixed live by
+//! hotfix.
+//!
+//! - [`handlers`]: the `#[patchable]` game logic (`sum`, `add_score`, `div`).
+//! - [`state`]: the `#[shared]` score table.
+//! - [`role`]: the C++ component, reached through FFI.
+//! - [`protocol`]: parsing a request line.
+//! - [`dispatch`]: answering one request line (panics become `ERR` replies).
+//! - [`lines`]: reading bounded lines from a connection.
+//! - [`server`]: the listener and one thread per connection.
+//! - [`signals`]: `SIGHUP` applies the patch, `SIGUSR2` reverts the newest one.
+//! - [`cli`]: command-line options.
 
-#[shared]
-pub static COUNTER: AtomicU64 = AtomicU64::new(0);
+#![warn(missing_docs)]
 
-#[patchable]
-pub fn sum(a: i64, b: i64) -> i64 { COUNTER.fetch_add(1, Ordering::Relaxed); a - b }
-
-#[patchable]
-pub fn first<'a>(s: &'a str, (x, _y): (u8, u8)) -> &'a str { let _ = x; &s[..1] }
-
-#[patchable]
-pub unsafe fn raw(p: *const u8) -> u8 { unsafe { *p } }
-
-#[patchable]
-pub extern "C" fn cfn(a: i32) -> i32 { a + 1 }
-
-#[patchable]
-pub async fn fetch(name: &str, n: &u32) -> String { format!("{name}{n}") }
-
-pub struct Player { pub score: i64 }
-
-#[patchable]
-impl Player {
-    pub fn new(score: i64) -> Self { Self { score } }
-    pub fn get(&self) -> i64 { self.score }
-    pub fn add(&mut self, n: i64) { self.score += n }
-    pub fn into_score(self) -> i64 { self.score }
-}
-
-#[patchable]
-impl fmt::Display for Player {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { write!(f, "P{}", self.score) }
-}
-
-pub trait Shape { type Out; fn area(&self) -> Self::Out; }
-#[patchable]
-impl Shape for Player { type Out = i64; fn area(&self) -> Self::Out { self.score * 2 } }
+pub mod cli;
+pub mod dispatch;
+pub mod handlers;
+pub mod lines;
+pub mod protocol;
+pub mod role;
+pub mod server;
+pub mod signals;
+pub mod state;

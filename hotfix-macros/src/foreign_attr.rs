@@ -29,7 +29,7 @@ pub fn expand_attr(symbol: LitStr, item: ItemFn) -> syn::Result<TokenStream> {
         .is_some_and(|n| n.value() == "C" || n.value() == "C-unwind");
     if !is_c {
         return Err(syn::Error::new_spanned(
-            &item.sig.fn_token,
+            item.sig.fn_token,
             "a replacement of a foreign function must be `extern \"C\"` (its machine-level \
              calling convention must be the C one of the function it replaces)",
         ));
