@@ -74,7 +74,10 @@ fn static_cpp_function_is_found_without_dlsym() {
 fn variadic_is_detected_from_the_signature() {
     // SAFETY: as above.
     assert!(unsafe { hf_cpp_touch(3) } > 0);
-    assert_eq!(find_function("hf::fixed(int)").unwrap().variadic, Variadic::No);
+    assert_eq!(
+        find_function("hf::fixed(int)").unwrap().variadic,
+        Variadic::No
+    );
     let v = find_function("hf::variadic(int, ...)").unwrap();
     assert_eq!(v.variadic, Variadic::Yes);
     assert_eq!(v.name, "_ZN2hf8variadicEiz");
@@ -84,9 +87,17 @@ fn variadic_is_detected_from_the_signature() {
 fn library_functions_are_found_in_their_object() {
     let objects = loaded_objects();
     assert!(objects[0].is_main);
-    assert!(objects.iter().any(|o| o.path.to_string_lossy().contains("libc.so")));
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.path.to_string_lossy().contains("libc.so"))
+    );
     let sym = find_function("getpid").unwrap();
-    assert!(sym.object.to_string_lossy().contains("libc.so"), "{:?}", sym.object);
+    assert!(
+        sym.object.to_string_lossy().contains("libc.so"),
+        "{:?}",
+        sym.object
+    );
     assert_eq!(sym.address, libc::getpid as *const () as usize);
     assert_memory_is_file(&sym);
 }

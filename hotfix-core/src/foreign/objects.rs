@@ -29,7 +29,12 @@ pub fn loaded_objects() -> Vec<LoadedObject> {
     out
 }
 
-unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+/// Called by `dl_iterate_phdr` once per loaded object.
+extern "C" fn collect(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: `data` is the Vec passed by `loaded_objects`; `info` is valid for
     // the duration of the callback (dl_iterate_phdr's contract).
     let (out, info) = unsafe { (&mut *data.cast::<Vec<LoadedObject>>(), &*info) };
@@ -59,13 +64,19 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t,
             // SAFETY: a PT_NOTE segment of a loaded object is mapped readable
             // for p_memsz bytes at bias + p_vaddr.
             let notes = unsafe {
-                std::slice::from_raw_parts((bias + p.p_vaddr as usize) as *const u8, p.p_memsz as usize)
+                std::slice::from_raw_parts(
+                    bias.wrapping_add(p.p_vaddr as usize) as *const u8,
+                    p.p_memsz as usize,
+                )
             };
             gnu_build_id(notes)
         });
     let (path, read_path) = if is_main {
         let exe = PathBuf::from("/proc/self/exe");
-        (std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone()), exe)
+        (
+            std::fs::read_link(&exe).unwrap_or_else(|_| exe.clone()),
+            exe,
+        )
     } else {
         (PathBuf::from(&name), PathBuf::from(&name))
     };
@@ -81,7 +92,10 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t,
 
 /// Finds the `NT_GNU_BUILD_ID` note in a run of ELF notes.
 pub fn gnu_build_id(mut notes: &[u8]) -> Option<Vec<u8>> {
-    let word = |b: &[u8], i: usize| b.get(i..i + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]) as usize);
+    let word = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    };
     let align4 = |n: usize| n.checked_add(3).map(|v| v & !3);
     while notes.len() >= 12 {
         let namesz = word(notes, 0)?;

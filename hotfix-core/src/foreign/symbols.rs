@@ -57,7 +57,9 @@ pub struct ForeignSymbol {
 pub fn find_function(name: &str) -> Result<ForeignSymbol, CodeError> {
     let mut found = find_functions(name)?;
     match found.len() {
-        0 => Err(CodeError::SymbolNotFound { name: name.to_string() }),
+        0 => Err(CodeError::SymbolNotFound {
+            name: name.to_string(),
+        }),
         1 => Ok(found.remove(0)),
         _ => Err(CodeError::AmbiguousSymbol {
             name: name.to_string(),
@@ -119,9 +121,9 @@ fn demangle(raw: &str) -> Option<(String, Option<String>)> {
 fn is_rust_legacy(raw: &str) -> bool {
     raw.len() > 20
         && raw.ends_with('E')
-        && raw[..raw.len() - 1].rsplit_once("17h").is_some_and(|(_, h)| {
-            h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        && raw[..raw.len() - 1]
+            .rsplit_once("17h")
+            .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn variadic_of(demangled: Option<&str>) -> Variadic {
@@ -150,7 +152,8 @@ struct Candidate {
 fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, CodeError> {
     let file = File::open(&obj.read_path).map_err(|e| elf_error(&obj.path, e))?;
     let cache = ReadCache::new(file);
-    let elf = ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|e| elf_error(&obj.path, e))?;
+    let elf =
+        ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|e| elf_error(&obj.path, e))?;
     let key = key_identifier(query);
     let mut matches: Vec<Candidate> = Vec::new();
     let mut all_funcs: Vec<(String, u64, u64)> = Vec::new();
@@ -161,12 +164,20 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
         }
         let Ok(raw) = sym.name() else { continue };
         all_funcs.push((raw.to_string(), sym.address(), sym.size()));
-        let demangled = if raw == query || raw.contains(key) { demangle(raw) } else { None };
+        let demangled = if raw == query || raw.contains(key) {
+            demangle(raw)
+        } else {
+            None
+        };
         let hit = raw == query
             || demangled
                 .as_ref()
                 .is_some_and(|(full, short)| full == query || short.as_deref() == Some(query));
-        if hit && !matches.iter().any(|c| c.st_value == sym.address() && c.name == raw) {
+        if hit
+            && !matches
+                .iter()
+                .any(|c| c.st_value == sym.address() && c.name == raw)
+        {
             matches.push(Candidate {
                 name: raw.to_string(),
                 demangled: demangled.map(|d| d.0),
@@ -186,13 +197,22 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
     let mut out = Vec::new();
     for c in matches {
         if c.st_type == elf::STT_GNU_IFUNC {
-            return Err(unsupported(obj, &c.name, "an IFUNC symbol names its resolver, not the function"));
+            return Err(unsupported(
+                obj,
+                &c.name,
+                "an IFUNC symbol names its resolver, not the function",
+            ));
         }
         if c.size == 0 {
-            return Err(unsupported(obj, &c.name, "the symbol table gives it no size"));
+            return Err(unsupported(
+                obj,
+                &c.name,
+                "the symbol table gives it no size",
+            ));
         }
-        let (file_offset, original) = file_bytes(&elf, c.st_value, c.size)
-            .ok_or_else(|| unsupported(obj, &c.name, "its bytes are not in a loaded file segment"))?;
+        let (file_offset, original) = file_bytes(&elf, c.st_value, c.size).ok_or_else(|| {
+            unsupported(obj, &c.name, "its bytes are not in a loaded file segment")
+        })?;
         let prefix = format!("{}.", c.name);
         let mut fragments = Vec::new();
         for (name, value, size) in all_funcs.iter().filter(|f| f.0.starts_with(&prefix)) {
@@ -233,29 +253,31 @@ fn unsupported(obj: &LoadedObject, name: &str, reason: &'static str) -> CodeErro
 
 fn check_build_id<'a>(obj: &LoadedObject, elf: &Elf<'a>) -> Result<(), CodeError> {
     let on_disk = elf.build_id().ok().flatten();
-    if let (Some(disk), Some(mem)) = (on_disk, obj.build_id.as_deref()) {
-        if disk != mem {
-            return Err(CodeError::BuildIdMismatch {
-                path: obj.path.clone(),
-                on_disk: HexBytes(disk.to_vec()),
-                loaded: HexBytes(mem.to_vec()),
-            });
-        }
+    match (on_disk, obj.build_id.as_deref()) {
+        (Some(disk), Some(mem)) if disk != mem => Err(CodeError::BuildIdMismatch {
+            path: obj.path.clone(),
+            on_disk: HexBytes(disk.to_vec()),
+            loaded: HexBytes(mem.to_vec()),
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// File offset and bytes of `[vaddr, vaddr+size)` from the loadable segment
 /// holding them.
 fn file_bytes<'a>(elf: &Elf<'a>, vaddr: u64, size: u64) -> Option<(u64, Vec<u8>)> {
+    let end = vaddr.checked_add(size)?;
     let seg = elf.segments().find(|s| {
         let (_, filesz) = s.file_range();
-        s.address() <= vaddr && vaddr.checked_add(size).is_some_and(|end| end <= s.address() + filesz)
+        s.address() <= vaddr && s.address().checked_add(filesz).is_some_and(|e| end <= e)
     })?;
-    let offset = seg.file_range().0 + (vaddr - seg.address());
+    let rel = vaddr - seg.address();
+    let offset = seg.file_range().0.checked_add(rel)?;
     let data = seg.data().ok()?;
-    let start = (vaddr - seg.address()) as usize;
-    let bytes = data.get(start..start + size as usize)?.to_vec();
+    let start = usize::try_from(rel).ok()?;
+    let bytes = data
+        .get(start..start.checked_add(usize::try_from(size).ok()?)?)?
+        .to_vec();
     Some((offset, bytes))
 }
 
@@ -272,7 +294,10 @@ mod tests {
         let (full, _) = demangle("_Z6printfPKcz").unwrap();
         assert_eq!(variadic_of(Some(&full)), Variadic::Yes);
         assert_eq!(variadic_of(None), Variadic::Unknown);
-        assert_eq!(key_identifier("Role::getClassName[abi:cxx11]()"), "getClassName");
+        assert_eq!(
+            key_identifier("Role::getClassName[abi:cxx11]()"),
+            "getClassName"
+        );
         assert!(is_rust_legacy("_ZN4core3fmt5write17h0123456789abcdefE"));
     }
 }

@@ -7,7 +7,10 @@ mod linux;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    code_write::{BUSY_ATTEMPTS, CodeEdit, apply_edits, code_write_lock, read_code, with_writable_code},
+    code_write::{
+        BUSY_ATTEMPTS, CodeEdit, WriteStats, apply_edits, code_write_lock, read_code,
+        with_writable_code, write_stats,
+    },
     maps::{Mapping, Maps, Perms},
     membarrier::{
         MembarrierSupport, SyncCoreMethod, force_sync_core_method, probe_membarrier, sync_core,

@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn jumps_decode_as_intended() {
         let t = 0x1122_3344_5566_7788u64;
-        for (reg, r) in [(ScratchRegister::Rax, Register::RAX), (ScratchRegister::R11, Register::R11)] {
+        for (reg, r) in [
+            (ScratchRegister::Rax, Register::RAX),
+            (ScratchRegister::R11, Register::R11),
+        ] {
             let i = decode(&reg.jump(t));
             assert_eq!(i.len(), 2);
             assert_eq!(i[0].mnemonic(), Mnemonic::Mov);

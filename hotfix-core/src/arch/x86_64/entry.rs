@@ -98,22 +98,25 @@ pub unsafe fn redirect_entry(entry: *const u8, target: usize) -> Result<(), Code
                 os::sync_core()
             }
             EntryState::Unpatched => {
-                // SAFETY (all stores below): the block is writable (with_writable_code);
-                // pad and entry are 2-byte aligned; see the module docs for why each
-                // intermediate state is valid code for concurrent threads.
                 if before[..2] != PAD_SKIP {
+                    // SAFETY: the block is writable (with_writable_code) and 16-byte
+                    // aligned, so the pad start is 2-byte aligned; the pad is never
+                    // executed while the entry is `66 90`, and `eb 0c` jumps to it.
                     unsafe { store_u16(pad, PAD_SKIP) };
                     os::sync_core()?;
                 }
                 let mut tail = [0u8; 12];
                 tail[4..].copy_from_slice(&(target as u64).to_le_bytes());
-                // SAFETY: pad+2..pad+14 is unreachable while pad[0..2] is `eb 0c`.
+                // SAFETY: writable block; pad+2..pad+14 is unreachable while
+                // pad[0..2] is `eb 0c` (synced above).
                 unsafe { std::ptr::copy_nonoverlapping(tail.as_ptr(), pad.add(2), 12) };
                 os::sync_core()?;
-                // SAFETY: as above.
+                // SAFETY: writable, aligned; one 2-byte store turns `eb 0c` into the
+                // first bytes of `jmp [rip+0]`, whose other 12 bytes are in place.
                 unsafe { store_u16(pad, JMP_RIP_OPCODE) };
                 os::sync_core()?;
-                // SAFETY: as above; entry = block + 14 is 2-byte aligned.
+                // SAFETY: writable; entry = block + 14 is 2-byte aligned; one store
+                // turns the 2-byte NOP into the 2-byte jump to the complete pad.
                 unsafe { store_u16(pad.add(PAD_LEN), JMP_TO_PAD) };
                 os::sync_core()
             }
@@ -133,15 +136,17 @@ pub unsafe fn restore_entry(entry: *const u8) -> Result<(), CodeError> {
         match classify(entry as usize, &read_block(block))? {
             EntryState::Unpatched => Ok(()),
             EntryState::Redirected(_) => {
-                // SAFETY (all stores below): the block is writable; aligned 2-byte
-                // stores; see the module docs for the valid intermediate states.
+                // SAFETY: writable block (with_writable_code); entry = block + 14 is
+                // 2-byte aligned; one store turns the jump back into the 2-byte NOP.
                 unsafe { store_u16(pad.add(PAD_LEN), NOP2) };
                 os::sync_core()?;
-                // SAFETY: as above.
+                // SAFETY: writable, aligned; a thread still at pad+0 now jumps over
+                // the pad to the entry instead of through the old target.
                 unsafe { store_u16(pad, PAD_SKIP) };
                 os::sync_core()?;
                 let nops = [NOP; 12];
-                // SAFETY: pad+2..pad+14 is unreachable while pad[0..2] is `eb 0c`.
+                // SAFETY: writable; pad+2..pad+14 is unreachable while pad[0..2] is
+                // `eb 0c` (synced above).
                 unsafe { std::ptr::copy_nonoverlapping(nops.as_ptr(), pad.add(2), 12) };
                 os::sync_core()
             }
@@ -164,7 +169,10 @@ mod tests {
         b[..14].copy_from_slice(&long_jump_rip(0xdead_beef));
         assert!(classify(14, &b).is_err());
         b[14..].copy_from_slice(&JMP_TO_PAD);
-        assert_eq!(classify(14, &b).ok(), Some(EntryState::Redirected(0xdead_beef)));
+        assert_eq!(
+            classify(14, &b).ok(),
+            Some(EntryState::Redirected(0xdead_beef))
+        );
         b[14] = 0xCC;
         assert!(matches!(
             classify(14, &b),

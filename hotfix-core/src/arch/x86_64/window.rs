@@ -88,7 +88,11 @@ impl TrampolinePlan {
 /// Plans the trampoline of `image`, refusing whatever is not proven safe.
 pub fn plan_trampoline(image: &FunctionImage<'_>) -> Result<TrampolinePlan, CodeError> {
     let symbol = image.symbol;
-    let kept = if image.bytes.starts_with(&ENDBR64) { ENDBR64.len() } else { 0 };
+    let kept = if image.bytes.starts_with(&ENDBR64) {
+        ENDBR64.len()
+    } else {
+        0
+    };
     let scratch = match image.variadic {
         Variadic::No => ScratchRegister::Rax,
         Variadic::Yes | Variadic::Unknown => ScratchRegister::R11,
@@ -249,7 +253,10 @@ mod tests {
         b.push(0xC3);
         assert!(matches!(
             plan_trampoline(&image(&b, Variadic::No)),
-            Err(CodeError::CallInWindow { return_to: 0x1006, .. })
+            Err(CodeError::CallInWindow {
+                return_to: 0x1006,
+                ..
+            })
         ));
     }
 }

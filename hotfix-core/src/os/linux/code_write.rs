@@ -1,6 +1,7 @@
 //! Writing machine code into the running process: one batch of edits, all or
 //! nothing, while every other thread is stopped outside the edited bytes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,6 +53,25 @@ impl CodeEdit {
 }
 
 static CODE_LOCK: Mutex<()> = Mutex::new(());
+static BATCHES: AtomicU64 = AtomicU64::new(0);
+static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Counters of [`apply_edits`] since the process started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Batches written.
+    pub batches: u64,
+    /// Times every thread was released again because one was inside an edit.
+    pub busy_retries: u64,
+}
+
+/// The counters of [`apply_edits`].
+pub fn write_stats() -> WriteStats {
+    WriteStats {
+        batches: BATCHES.load(Ordering::Relaxed),
+        busy_retries: BUSY_RETRIES.load(Ordering::Relaxed),
+    }
+}
 
 /// The lock every code write of this process takes, so two writers never change
 /// the protection of the same page under each other.
@@ -186,6 +206,7 @@ pub unsafe fn apply_edits(edits: &[CodeEdit]) -> Result<(), CodeError> {
         // ---- threads stopped: no allocation, no locks until release ----
         if let Some((tid, pc, i)) = find_busy(&stopped, edits, &maps) {
             stopped.release();
+            BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
             let e = &edits[i];
             tracing::debug!(tid, pc, attempt, "a thread is inside a code edit; retrying");
             if attempt >= BUSY_ATTEMPTS {
@@ -211,11 +232,14 @@ pub unsafe fn apply_edits(edits: &[CodeEdit]) -> Result<(), CodeError> {
         for e in edits {
             // SAFETY: the range is mapped and now writable; every other thread is
             // stopped outside it; the caller vouches for the new code.
-            unsafe { std::ptr::copy_nonoverlapping(e.new.as_ptr(), e.addr as *mut u8, e.new.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(e.new.as_ptr(), e.addr as *mut u8, e.new.len())
+            };
         }
         let restored = pages.restore();
         membarrier::sync_core_while_stopped();
         stopped.release();
+        BATCHES.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(edits = edits.len(), attempt, "code edits applied");
         return restored.map_err(|f| pages.error(f, true));
     }

@@ -41,7 +41,14 @@ static FORCED: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 fn membarrier(cmd: libc::c_long) -> libc::c_long {
     // SAFETY: membarrier takes only integers and has no memory-safety preconditions.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long, 0 as libc::c_long) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    }
 }
 
 /// What the kernel answered when asked for the membarrier sync-core commands.
@@ -63,8 +70,8 @@ pub fn probe_membarrier() -> MembarrierSupport {
     if mask < 0 {
         return MembarrierSupport::QueryFailed(last_errno());
     }
-    let needed =
-        MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE;
+    let needed = MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE
+        | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE;
     if mask & needed != needed {
         return MembarrierSupport::NotOffered(mask as i64);
     }
@@ -126,9 +133,8 @@ pub fn force_sync_core_method(method: Option<SyncCoreMethod>) {
 }
 
 /// Makes every thread of the process serialize its instruction stream, so code
-/// written before this call is what any core executes next. The caller must hold
-/// the code-write lock and must not have other threads stopped (see
-/// [`sync_core_while_stopped`] for that case).
+/// written before this call is what any core executes next. The caller must not
+/// have other threads stopped (see [`sync_core_while_stopped`] for that case).
 pub fn sync_core() -> Result<(), CodeError> {
     arch::serialize_core();
     if sync_core_method() == SyncCoreMethod::Membarrier

@@ -4,4 +4,6 @@ pub mod code_write;
 pub mod maps;
 pub mod membarrier;
 pub mod protect;
+mod stop_handler;
+mod tasks;
 pub mod threads;

@@ -73,7 +73,9 @@ impl PagePlan {
         pages.dedup();
         let mut runs: Vec<PageRun> = Vec::new();
         for p in pages {
-            let m = maps.find(p).ok_or(CodeError::NotMapped { addr: p, len: page })?;
+            let m = maps
+                .find(p)
+                .ok_or(CodeError::NotMapped { addr: p, len: page })?;
             match runs.last_mut() {
                 Some(last) if last.start + last.len == p && last.perms == m.perms => {
                     last.len += page;
@@ -117,7 +119,9 @@ impl PagePlan {
         for (i, run) in self.runs.iter().enumerate().take(self.changed) {
             // SAFETY: as in `make_writable`; the protection restored is the one the
             // kernel reported for these pages before we changed them.
-            let r = unsafe { libc::mprotect(run.start as *mut libc::c_void, run.len, run.perms.prot()) };
+            let r = unsafe {
+                libc::mprotect(run.start as *mut libc::c_void, run.len, run.perms.prot())
+            };
             if r != 0 && first.is_none() {
                 first = Some(PageFailure {
                     run: i,
@@ -135,7 +139,9 @@ impl PagePlan {
         let (addr, len, perms) = self
             .runs
             .get(failure.run)
-            .map_or((0, 0, String::new()), |r| (r.start, r.len, r.perms.to_string()));
+            .map_or((0, 0, String::new()), |r| {
+                (r.start, r.len, r.perms.to_string())
+            });
         let source = std::io::Error::from_raw_os_error(failure.errno);
         if restoring {
             CodeError::ProtectRestoreFailed {
