@@ -11,7 +11,10 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', "; "))
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=HOTFIX_RUSTC_VERSION={}", version.trim_end_matches("; "));
+    println!(
+        "cargo:rustc-env=HOTFIX_RUSTC_VERSION={}",
+        version.trim_end_matches("; ")
+    );
     let target = std::env::var("TARGET").unwrap_or_default();
     println!("cargo:rustc-env=HOTFIX_TARGET={target}");
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();

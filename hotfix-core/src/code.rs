@@ -47,7 +47,11 @@ fn wanted_entries(stack: &[(Arc<LoadedPatch>, Strategy)]) -> HashMap<usize, (usi
 impl CodeState {
     /// Rewrites code so it matches `stack`; `label` names the patch being
     /// applied or reverted, for errors.
-    pub(crate) fn sync(&mut self, stack: &[(Arc<LoadedPatch>, Strategy)], label: &str) -> Result<()> {
+    pub(crate) fn sync(
+        &mut self,
+        stack: &[(Arc<LoadedPatch>, Strategy)],
+        label: &str,
+    ) -> Result<()> {
         let want = wanted_entries(stack);
         let mut changes: Vec<(usize, Option<usize>, &'static str)> = Vec::new();
         for (&entry, &(target, path)) in &want {

@@ -31,11 +31,15 @@ pub enum Error {
     NotSharedObject { path: PathBuf, reason: String },
 
     /// No registry symbol at all.
-    #[error("patch {path} exports no hotfix registry (no `HOTFIX_REGISTRY_V*` symbol): was it built with `hotfix_core::patch_library!()`?")]
+    #[error(
+        "patch {path} exports no hotfix registry (no `HOTFIX_REGISTRY_V*` symbol): was it built with `hotfix_core::patch_library!()`?"
+    )]
     NoRegistry { path: PathBuf },
 
     /// A registry of another format version.
-    #[error("patch {path} has registry format {found} ({relation} than this runtime's format {supported}); rebuild the patch against this host's hotfix version")]
+    #[error(
+        "patch {path} has registry format {found} ({relation} than this runtime's format {supported}); rebuild the patch against this host's hotfix version"
+    )]
     UnsupportedFormat {
         path: PathBuf,
         found: u32,
@@ -48,7 +52,9 @@ pub enum Error {
     CorruptRegistry { path: PathBuf, reason: String },
 
     /// Host and patch were built differently.
-    #[error("patch {path} was built with a different {what}: patch has `{patch}`, host has `{host}`")]
+    #[error(
+        "patch {path} was built with a different {what}: patch has `{patch}`, host has `{host}`"
+    )]
     BuildMismatch {
         path: PathBuf,
         what: &'static str,
@@ -65,11 +71,15 @@ pub enum Error {
     EmptyPatch { patch: String },
 
     /// A target the host does not have.
-    #[error("patch {patch} replaces `{target}`, which this host does not have as a #[patchable] function")]
+    #[error(
+        "patch {patch} replaces `{target}`, which this host does not have as a #[patchable] function"
+    )]
     UnknownTarget { patch: String, target: String },
 
     /// A signature that differs from the target's.
-    #[error("patch {patch} replaces `{target}` with signature `{patch_sig}`, but the host's is `{host_sig}` (types or their layout differ)")]
+    #[error(
+        "patch {patch} replaces `{target}` with signature `{patch_sig}`, but the host's is `{host_sig}` (types or their layout differ)"
+    )]
     SignatureMismatch {
         patch: String,
         target: String,
@@ -78,7 +88,9 @@ pub enum Error {
     },
 
     /// The patch was built against other source of the target.
-    #[error("patch {patch} was built against other source of `{target}` (body fingerprint {patch_fp:016x}, host has {host_fp:016x}); rebuild it against the running host's source")]
+    #[error(
+        "patch {patch} was built against other source of `{target}` (body fingerprint {patch_fp:016x}, host has {host_fp:016x}); rebuild it against the running host's source"
+    )]
     BodyMismatch {
         patch: String,
         target: String,
@@ -96,7 +108,9 @@ pub enum Error {
     },
 
     /// The patch is already in the stack.
-    #[error("patch {patch} {version} is already applied ({why}); revert it first, or bump its version")]
+    #[error(
+        "patch {patch} {version} is already applied ({why}); revert it first, or bump its version"
+    )]
     AlreadyApplied {
         patch: String,
         version: String,
@@ -112,7 +126,9 @@ pub enum Error {
     NotApplied { patch: String },
 
     /// The patch calls a host function whose signature differs.
-    #[error("patch {patch} calls host function `{function}` with signature `{patch_sig}`, but the host's is `{host_sig}`")]
+    #[error(
+        "patch {patch} calls host function `{function}` with signature `{patch_sig}`, but the host's is `{host_sig}`"
+    )]
     HostFunctionMismatch {
         patch: String,
         function: String,
@@ -130,19 +146,27 @@ pub enum Error {
     },
 
     /// A private copy of a host static the patch would use instead of the host's.
-    #[error("patch {patch} contains its own copy of host static `{symbol}`: its code would read and write that copy, not the host's; mark the static `#[hotfix_core::shared]` in the host")]
+    #[error(
+        "patch {patch} contains its own copy of host static `{symbol}`: its code would read and write that copy, not the host's; mark the static `#[hotfix_core::shared]` in the host"
+    )]
     PrivateStatic { patch: String, symbol: String },
 
     /// A host thread-local the patch would see a fresh copy of.
-    #[error("patch {patch} uses host thread-local `{symbol}`: a patch has its own thread-local storage and would see a fresh value, not the host's; move the state into a `#[hotfix_core::shared]` static (e.g. a Mutex<HashMap<ThreadId, _>>)")]
+    #[error(
+        "patch {patch} uses host thread-local `{symbol}`: a patch has its own thread-local storage and would see a fresh value, not the host's; move the state into a `#[hotfix_core::shared]` static (e.g. a Mutex<HashMap<ThreadId, _>>)"
+    )]
     ThreadLocal { patch: String, symbol: String },
 
     /// The patch has no symbol table to check.
-    #[error("patch {path} has no symbol table (stripped?): hotfix cannot prove it holds no private copies of host statics; build it without `strip`")]
+    #[error(
+        "patch {path} has no symbol table (stripped?): hotfix cannot prove it holds no private copies of host statics; build it without `strip`"
+    )]
     NoSymbolTable { path: PathBuf },
 
     /// The patch allocated before it was bound to the host's allocator.
-    #[error("patch {patch} allocated {count} time(s) before it was bound to the host's allocator (in a constructor?); such memory cannot be freed by the host")]
+    #[error(
+        "patch {patch} allocated {count} time(s) before it was bound to the host's allocator (in a constructor?); such memory cannot be freed by the host"
+    )]
     AllocatedBeforeBind { patch: String, count: usize },
 
     /// The apply hook refused.

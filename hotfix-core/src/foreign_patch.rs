@@ -96,7 +96,9 @@ impl ForeignState {
         let mut ops = Vec::new();
         // Reverts: patches that own a foreign entry but left the stack.
         for (&(addr, pid), &fid) in &self.owned {
-            let still = wanted.get(&addr).is_some_and(|w| w.iter().any(|(p, _)| *p == pid));
+            let still = wanted
+                .get(&addr)
+                .is_some_and(|w| w.iter().any(|(p, _)| *p == pid));
             if !still {
                 let st = &self.stacks[&addr];
                 let pending = st

@@ -24,7 +24,10 @@ pub(crate) fn index() -> &'static HostIndex {
         for d in crate::private::FNS.iter() {
             crates.insert(first_segment(d.meta.path));
             if fns.insert(d.meta.path, d).is_some() {
-                tracing::warn!(path = d.meta.path, "two #[patchable] functions share one path; patches reach the last one");
+                tracing::warn!(
+                    path = d.meta.path,
+                    "two #[patchable] functions share one path; patches reach the last one"
+                );
             }
         }
         let mut shared = HashMap::new();

@@ -1,12 +1,12 @@
 //! Items used by the code the macros generate. Not a public API.
 
+pub use crate::abi::PanicMsg;
 pub use crate::abi::{
     BindReport, BuildFingerprint, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi, PatchEntry,
-    RawStr, RegistryV1, Shared, SharedDesc, REGISTRY_FORMAT, REGISTRY_MAGIC,
+    REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared, SharedDesc,
 };
 pub use crate::alloc_bridge::HostAlloc;
 pub use crate::fingerprint::{signature as sig_fp, type_layout as type_fp};
-pub use crate::abi::PanicMsg;
 pub use crate::panic_bridge::{GuardedFuture, catching, cross_call, guard, guard_hook};
 pub use linkme;
 pub use std::sync::atomic::{AtomicPtr, Ordering};

@@ -106,7 +106,11 @@ impl Runtime {
 
     /// Applies a loaded patch: all its replacements become live in one step
     /// under the runtime's lock, or none do.
-    pub fn apply_loaded(&self, patch: &Arc<LoadedPatch>, opts: ApplyOptions) -> Result<PatchStatus> {
+    pub fn apply_loaded(
+        &self,
+        patch: &Arc<LoadedPatch>,
+        opts: ApplyOptions,
+    ) -> Result<PatchStatus> {
         let mut state = self.lock();
         for a in &state.stack {
             let why = if a.patch.hash == patch.hash {
@@ -132,7 +136,11 @@ impl Runtime {
                 reason,
             });
         }
-        let mut next = state.stack.iter().map(|a| (a.patch.clone(), a.strategy)).collect::<Vec<_>>();
+        let mut next = state
+            .stack
+            .iter()
+            .map(|a| (a.patch.clone(), a.strategy))
+            .collect::<Vec<_>>();
         next.push((patch.clone(), opts.strategy));
         let state = &mut *state;
         state.code.sync(&next, &patch_label(patch))?;
@@ -157,7 +165,11 @@ impl Runtime {
     pub fn revert_newest(&self) -> Result<PatchStatus> {
         let id = {
             let state = self.lock();
-            state.stack.last().map(|a| a.patch.id).ok_or(Error::NothingApplied)?
+            state
+                .stack
+                .last()
+                .map(|a| a.patch.id)
+                .ok_or(Error::NothingApplied)?
         };
         self.revert(id)
     }
@@ -220,7 +232,12 @@ impl Runtime {
         let patches: Vec<PatchStatus> = state.stack.iter().map(patch_status).collect();
         let mut live: HashMap<&str, &Applied> = HashMap::new();
         for a in &state.stack {
-            for t in a.patch.targets().into_iter().chain(a.patch.foreign_targets()) {
+            for t in a
+                .patch
+                .targets()
+                .into_iter()
+                .chain(a.patch.foreign_targets())
+            {
                 live.insert(t, a);
             }
         }

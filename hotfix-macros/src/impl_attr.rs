@@ -9,7 +9,10 @@ use syn::{ImplItem, ItemImpl};
 
 fn is_marker(a: &syn::Attribute) -> bool {
     a.path().is_ident("patchable")
-        || a.path().segments.last().is_some_and(|s| s.ident == "patchable")
+        || a.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "patchable")
 }
 
 /// In a trait impl's original (now an inherent method), `Self::Assoc` must name

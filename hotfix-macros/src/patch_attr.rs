@@ -53,7 +53,9 @@ fn companion_paths(target: &ExprPath) -> syn::Result<(TokenStream, TokenStream)>
                 .segments
                 .iter()
                 .nth(q.position.saturating_sub(1))
-                .ok_or_else(|| syn::Error::new_spanned(target, "expected `<Type as Trait>::method`"))?;
+                .ok_or_else(|| {
+                    syn::Error::new_spanned(target, "expected `<Type as Trait>::method`")
+                })?;
             let stem = format!("{}_{}", trait_seg.ident, name);
             let meta = format_ident!("__HOTFIX_META_{}", stem);
             let sig = format_ident!("__HOTFIX_SIG_{}", stem);
@@ -62,8 +64,10 @@ fn companion_paths(target: &ExprPath) -> syn::Result<(TokenStream, TokenStream)>
         None => {
             let mut meta = target.path.clone();
             let mut sig = target.path.clone();
-            meta.segments.last_mut().expect("non-empty").ident = format_ident!("__HOTFIX_META_{}", name);
-            sig.segments.last_mut().expect("non-empty").ident = format_ident!("__HOTFIX_SIG_{}", name);
+            meta.segments.last_mut().expect("non-empty").ident =
+                format_ident!("__HOTFIX_META_{}", name);
+            sig.segments.last_mut().expect("non-empty").ident =
+                format_ident!("__HOTFIX_SIG_{}", name);
             Ok((quote!(#meta), quote!(#sig)))
         }
     }

@@ -68,7 +68,11 @@ impl VisitMut for StaticLifetimes {
 
 impl SlotSig {
     /// Builds the slot signature. `self_ty` is the concrete type for methods.
-    pub fn new(sig: &Signature, self_ty: Option<&Type>, trait_: Option<&syn::Path>) -> syn::Result<Self> {
+    pub fn new(
+        sig: &Signature,
+        self_ty: Option<&Type>,
+        trait_: Option<&syn::Path>,
+    ) -> syn::Result<Self> {
         let mut args = Vec::new();
         for (i, input) in sig.inputs.iter().enumerate() {
             let name = format_ident!("__hotfix_a{}", i);
@@ -213,7 +217,8 @@ pub fn normalize(s: &str) -> String {
         if c == ' ' {
             let prev = if i > 0 { chars[i - 1] } else { ' ' };
             let next = chars.get(i + 1).copied().unwrap_or(' ');
-            let tight = |ch: char| matches!(ch, '(' | ')' | '<' | '>' | '&' | ',' | ':' | '[' | ']');
+            let tight =
+                |ch: char| matches!(ch, '(' | ')' | '<' | '>' | '&' | ',' | ':' | '[' | ']');
             if (tight(prev) && prev != ',') || (tight(next) && next != '&') {
                 continue;
             }
@@ -243,5 +248,9 @@ pub fn fnv(s: &str) -> u64 {
 
 /// Fingerprint of a body: the tokens of signature and block.
 pub fn body_fingerprint(sig: &Signature, block: &impl ToTokens) -> u64 {
-    fnv(&format!("{} {}", sig.to_token_stream(), block.to_token_stream()))
+    fnv(&format!(
+        "{} {}",
+        sig.to_token_stream(),
+        block.to_token_stream()
+    ))
 }

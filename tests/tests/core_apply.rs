@@ -33,7 +33,10 @@ fn apply_changes_results_and_revert_restores_them() {
     let _g = serial();
     let good = build_patch("good");
     let p = Player { xp: 250 };
-    assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
+    assert_eq!(
+        (sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)),
+        (-1, 40, "hello ann".to_string(), 4, 8)
+    );
 
     assert_eq!(kinds(&p), ("player with 250 xp".to_string(), 4, 7));
     // A future created before the patch keeps its code.
@@ -41,7 +44,11 @@ fn apply_changes_results_and_revert_restores_them() {
 
     let applied = rt().apply(&good).expect("apply the good patch");
     assert_eq!(kinds(&p), ("level 3 player".to_string(), 301, 8));
-    assert_eq!(block_on(early), 4, "a future already created runs the old code");
+    assert_eq!(
+        block_on(early),
+        4,
+        "a future already created runs the old code"
+    );
     assert_eq!(applied.name, "good");
     assert_eq!(sum(1, 2), 3);
     assert_eq!(answer(), 42);
@@ -55,12 +62,18 @@ fn apply_changes_results_and_revert_restores_them() {
     let status = rt().status();
     assert_eq!(status.patches.len(), 1);
     let live = status.live("fixture_host::sum").expect("sum is patched");
-    assert_eq!((live.patch.as_str(), live.version.as_str()), ("good", "1.0.0"));
+    assert_eq!(
+        (live.patch.as_str(), live.version.as_str()),
+        ("good", "1.0.0")
+    );
     assert!(status.live("fixture_host::Player::level").is_some());
     assert_eq!(status.to_string().split_whitespace().next(), Some("good"));
 
     rt().revert_newest().expect("revert");
-    assert_eq!((sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)), (-1, 40, "hello ann".to_string(), 4, 8));
+    assert_eq!(
+        (sum(1, 2), answer(), greet("ann"), p.level(), c_twice(4)),
+        (-1, 40, "hello ann".to_string(), 4, 8)
+    );
     assert_eq!(kinds(&p), ("player with 250 xp".to_string(), 4, 7));
     assert_eq!(f(5, 5), 0);
     assert!(rt().status().patches.is_empty());
@@ -88,18 +101,32 @@ fn the_same_patch_twice_is_refused_and_reapply_after_revert_works() {
 #[test]
 fn three_stacked_patches_with_the_middle_one_reverted() {
     let _g = serial();
-    let (a, b, c) = (build_patch("layer_a"), build_patch("layer_b"), build_patch("layer_c"));
+    let (a, b, c) = (
+        build_patch("layer_a"),
+        build_patch("layer_b"),
+        build_patch("layer_c"),
+    );
     let ia = rt().apply(&a).expect("a").id;
     let ib = rt().apply(&b).expect("b").id;
     let ic = rt().apply(&c).expect("c").id;
     // sum: c on top; answer: b on top (c does not replace it).
     assert_eq!((sum(1, 2), answer()), (303, 2));
-    assert_eq!(rt().status().live("fixture_host::answer").map(|f| f.id), Some(ib));
+    assert_eq!(
+        rt().status().live("fixture_host::answer").map(|f| f.id),
+        Some(ib)
+    );
 
     rt().revert(ib).expect("revert the middle patch");
-    assert_eq!((sum(1, 2), answer()), (303, 1), "answer falls back to a, sum stays c");
+    assert_eq!(
+        (sum(1, 2), answer()),
+        (303, 1),
+        "answer falls back to a, sum stays c"
+    );
     let status = rt().status();
-    assert_eq!(status.patches.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ia, ic]);
+    assert_eq!(
+        status.patches.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![ia, ic]
+    );
     assert_eq!(status.live("fixture_host::sum").map(|f| f.id), Some(ic));
     assert_eq!(status.live("fixture_host::answer").map(|f| f.id), Some(ia));
 
@@ -110,7 +137,10 @@ fn three_stacked_patches_with_the_middle_one_reverted() {
     let err = rt().revert_newest().expect_err("nothing left");
     assert!(matches!(err, Error::NothingApplied), "{err}");
     let err = rt().revert(ib).expect_err("b is not applied");
-    assert!(matches!(err, Error::NothingApplied | Error::NotApplied { .. }), "{err}");
+    assert!(
+        matches!(err, Error::NothingApplied | Error::NotApplied { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -125,10 +155,17 @@ fn entry_strategy_redirects_the_entry_and_revert_restores_it() {
         .expect("sum is registered");
     let entry = desc.entry as *const u8;
     assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
-    rt()
-        .apply_with(&good, ApplyOptions { strategy: Strategy::Entry })
-        .expect("apply with the entry strategy");
-    assert!(matches!(check_entry(entry).expect("entry"), EntryState::Redirected(_)));
+    rt().apply_with(
+        &good,
+        ApplyOptions {
+            strategy: Strategy::Entry,
+        },
+    )
+    .expect("apply with the entry strategy");
+    assert!(matches!(
+        check_entry(entry).expect("entry"),
+        EntryState::Redirected(_)
+    ));
     let f: fn(i64, i64) -> i64 = sum;
     assert_eq!((sum(1, 2), f(2, 2)), (3, 4));
     rt().revert_newest().expect("revert");

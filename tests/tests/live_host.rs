@@ -6,7 +6,9 @@
 //! without it: memory from any other allocator (a patch's own `std`, say)
 //! freed here would abort the process.
 
-use fixture_host::{COUNTER, SCORES, add_score, answer, bump, div, greet, helper, make_vec, uses_helper};
+use fixture_host::{
+    COUNTER, SCORES, add_score, answer, bump, div, greet, helper, make_vec, uses_helper,
+};
 use hotfix_core::Runtime;
 use hotfix_tests::{build_patch, serial};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -78,10 +80,7 @@ fn state_host_functions_allocator_and_hooks() {
     // Host state before the patch.
     assert_eq!(bump(), 1);
     assert_eq!(add_score("ann", 5), 10, "shipped bug: 2n");
-    SCORES
-        .lock()
-        .unwrap()
-        .insert("migrate-me".into(), 20);
+    SCORES.lock().unwrap().insert("migrate-me".into(), 20);
     assert_eq!(uses_helper(2), 21);
 
     rt().apply(&live).expect("apply live");
@@ -110,7 +109,10 @@ fn state_host_functions_allocator_and_hooks() {
     assert_eq!(s, "hi bob");
     assert_eq!(v.iter().sum::<u64>(), 999 * 1000);
     let a1 = ALLOCS.load(Ordering::SeqCst);
-    assert!(a1 >= a0 + 2, "the patch's String and Vec came from the host allocator ({a0} -> {a1})");
+    assert!(
+        a1 >= a0 + 2,
+        "the patch's String and Vec came from the host allocator ({a0} -> {a1})"
+    );
     drop(s);
     drop(v);
     assert!(FREES.load(Ordering::SeqCst) >= f0 + 2);
@@ -118,7 +120,11 @@ fn state_host_functions_allocator_and_hooks() {
     // 6. The revert hook ran against the host's table.
     rt().revert_newest().expect("revert live");
     assert_eq!(SCORES.lock().unwrap().get("reverted"), Some(&1));
-    assert_eq!(add_score("ann", 1), 17, "the bug is back, on the same table");
+    assert_eq!(
+        add_score("ann", 1),
+        17,
+        "the bug is back, on the same table"
+    );
     assert_eq!(bump(), 102);
 }
 
@@ -137,15 +143,29 @@ fn panics_reach_the_host_as_its_own() {
     let before = HOOK_RUNS.load(Ordering::SeqCst);
     let err = catch_unwind(|| div(1, 0)).expect_err("patched div panics");
     assert_eq!(hotfix_core::panic_message(&*err), "division by zero");
-    assert_eq!(err.downcast_ref::<String>().map(String::as_str), Some("division by zero"));
-    assert_eq!(HOOK_RUNS.load(Ordering::SeqCst), before + 1, "the host's hook ran once");
+    assert_eq!(
+        err.downcast_ref::<String>().map(String::as_str),
+        Some("division by zero")
+    );
+    assert_eq!(
+        HOOK_RUNS.load(Ordering::SeqCst),
+        before + 1,
+        "the host's hook ran once"
+    );
 
     // 3. A panic raised by host code the replacement calls, unwinding back
     // through the replacement.
     let before = HOOK_RUNS.load(Ordering::SeqCst);
     let err = catch_unwind(|| div(1, -1)).expect_err("host code panics");
-    assert_eq!(hotfix_core::panic_message(&*err), "host says: negative divisor");
-    assert_eq!(HOOK_RUNS.load(Ordering::SeqCst), before + 1, "the host's hook ran once");
+    assert_eq!(
+        hotfix_core::panic_message(&*err),
+        "host says: negative divisor"
+    );
+    assert_eq!(
+        HOOK_RUNS.load(Ordering::SeqCst),
+        before + 1,
+        "the host's hook ran once"
+    );
 
     // Panicking again and again on one thread works (no leftover panic state).
     for _ in 0..3 {
@@ -155,7 +175,10 @@ fn panics_reach_the_host_as_its_own() {
     rt().revert_all().expect("revert");
     std::panic::set_hook(previous);
     let err = catch_unwind(|| div(1, 0)).expect_err("original div panics");
-    assert_eq!(hotfix_core::panic_message(&*err), "attempt to divide by zero");
+    assert_eq!(
+        hotfix_core::panic_message(&*err),
+        "attempt to divide by zero"
+    );
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use fixture_host::{c_answer, c_label, sum};
 use hotfix_core::{ApplyOptions, Runtime, Strategy};
 use hotfix_tests::{build_patch, serial};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const CYCLES: u32 = 10_000;
@@ -35,7 +35,10 @@ fn torture(patch: &str, strategy: Strategy) -> (u32, u64) {
                     assert!(c == 46 || c == 1002, "c_answer returned {c}");
                     if n % 1024 == 0 {
                         let l = c_label();
-                        assert!(l == "original 7" || l == "patched 8", "c_label returned {l}");
+                        assert!(
+                            l == "original 7" || l == "patched 8",
+                            "c_label returned {l}"
+                        );
                     }
                     n += 1;
                 }
@@ -56,11 +59,17 @@ fn torture(patch: &str, strategy: Strategy) -> (u32, u64) {
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        assert!(w.join().expect("a caller crashed") > 0, "every caller made progress");
+        assert!(
+            w.join().expect("a caller crashed") > 0,
+            "every caller made progress"
+        );
     }
     assert_eq!((sum(1, 2), c_answer(2)), (-1, 46));
     let calls = calls.load(Ordering::Relaxed);
-    eprintln!("{patch} {strategy:?}: {cycles} apply/revert cycles, {calls} calls, {:?}", start.elapsed());
+    eprintln!(
+        "{patch} {strategy:?}: {cycles} apply/revert cycles, {calls} calls, {:?}",
+        start.elapsed()
+    );
     (cycles, calls)
 }
 

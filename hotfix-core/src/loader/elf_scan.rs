@@ -132,7 +132,8 @@ pub(crate) fn private_copies(
         let Some(krate) = full.split("::").next() else {
             continue;
         };
-        if !host_crates.contains(krate) || full.contains("__HOTFIX_") || full.contains("__hotfix_") {
+        if !host_crates.contains(krate) || full.contains("__HOTFIX_") || full.contains("__hotfix_")
+        {
             continue;
         }
         let shown = full.split("::{{").next().unwrap_or(&full).to_owned();

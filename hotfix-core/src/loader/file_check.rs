@@ -38,7 +38,11 @@ fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
             format!(
                 "{what} {} is writable by {} (mode {mode:o}); only its owner may write it",
                 path.display(),
-                if mode & 0o002 != 0 { "everyone" } else { "its group" }
+                if mode & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                }
             ),
         ));
     }
@@ -79,10 +83,7 @@ pub(crate) fn check(path: &Path) -> Result<CheckedFile> {
         } else {
             "special file"
         };
-        return Err(Error::NotAFile {
-            path: source,
-            kind,
-        });
+        return Err(Error::NotAFile { path: source, kind });
     }
     check_mode(&source, &meta, "the patch file")?;
     let dir = source.parent().unwrap_or(Path::new("/"));

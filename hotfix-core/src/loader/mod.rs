@@ -238,7 +238,10 @@ fn check_shared(label: &str, registry: &RegistryV1) -> Result<()> {
         let host = match index.shared.get(s.path) {
             None => "the host has no such shared static".to_owned(),
             Some(h) if h.type_fp != s.type_fp => {
-                format!("the host's is of type `{}` (or another layout)", h.type_name)
+                format!(
+                    "the host's is of type `{}` (or another layout)",
+                    h.type_name
+                )
             }
             Some(_) => continue,
         };

@@ -1,7 +1,7 @@
 //! `dlopen` of the private copy and the checks of the registry header.
 
 use crate::abi::{
-    BuildFingerprint, RawStr, REGISTRY_FORMAT, REGISTRY_MAGIC, REGISTRY_SYMBOL, RegistryV1,
+    BuildFingerprint, REGISTRY_FORMAT, REGISTRY_MAGIC, REGISTRY_SYMBOL, RawStr, RegistryV1,
 };
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -77,8 +77,16 @@ fn compare_builds(source: &Path, patch: &BuildFingerprint, host: &BuildFingerpri
             (patch.debug_assertions != 0).to_string(),
             (host.debug_assertions != 0).to_string(),
         ),
-        ("set of target features", s(&patch.target_features), s(&host.target_features)),
-        ("hotfix ABI version", s(&patch.hotfix_abi), s(&host.hotfix_abi)),
+        (
+            "set of target features",
+            s(&patch.target_features),
+            s(&host.target_features),
+        ),
+        (
+            "hotfix ABI version",
+            s(&patch.hotfix_abi),
+            s(&host.hotfix_abi),
+        ),
     ];
     for (what, p, h) in fields {
         if p != h {
