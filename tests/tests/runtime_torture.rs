@@ -33,7 +33,7 @@ fn torture(patch: &str, strategy: Strategy) -> (u32, u64) {
                     assert!(s == -1 || s == 3, "sum returned {s}");
                     let c = c_answer(2);
                     assert!(c == 46 || c == 1002, "c_answer returned {c}");
-                    if n % 1024 == 0 {
+                    if n.is_multiple_of(1024) {
                         let l = c_label();
                         assert!(
                             l == "original 7" || l == "patched 8",
