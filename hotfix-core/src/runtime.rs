@@ -64,27 +64,16 @@ impl Runtime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Loads and checks a patch without applying it. Loading the same bytes
-    /// again returns the library loaded before.
+    /// Loads and checks a patch without applying it. The file checks run every
+    /// time; bytes loaded before reuse the library loaded then.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedPatch>> {
-        let path = path.as_ref();
-        if let Some(p) = self.cached(path)? {
-            return Ok(p);
+        let checked = loader::check(path.as_ref())?;
+        if let Some(p) = self.lock().loaded.get(&checked.hash) {
+            return Ok(p.clone());
         }
-        let patch = loader::load(path)?;
+        let patch = loader::load(checked)?;
         let mut state = self.lock();
         Ok(state.loaded.entry(patch.hash).or_insert(patch).clone())
-    }
-
-    fn cached(&self, path: &Path) -> Result<Option<Arc<LoadedPatch>>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            // The full load reports the precise error.
-            Err(_) => return Ok(None),
-        };
-        let hash = loader::content_hash(&bytes);
-        let state = self.lock();
-        Ok(state.loaded.get(&hash).cloned())
     }
 
     /// Loads, checks and applies a patch file with the slot strategy.

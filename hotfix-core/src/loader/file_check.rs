@@ -109,7 +109,7 @@ pub(crate) fn check(path: &Path) -> Result<CheckedFile> {
 }
 
 /// A 64-bit content hash (FNV-1a over 8-byte words), to recognise a file.
-pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
+fn content_hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {

@@ -15,7 +15,6 @@ mod elf_scan;
 mod file_check;
 mod registry;
 
-pub(crate) use file_check::content_hash;
 
 use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
 use crate::error::{Error, Result};
@@ -99,9 +98,14 @@ impl std::fmt::Debug for LoadedPatch {
     }
 }
 
-/// Loads and checks a patch file. Nothing of the host changes.
-pub(crate) fn load(path: &Path) -> Result<Arc<LoadedPatch>> {
-    let checked = file_check::check(path)?;
+/// Checks a patch file (kind, owner, permissions of file and directory) and
+/// reads it. Nothing is loaded.
+pub(crate) fn check(path: &Path) -> Result<file_check::CheckedFile> {
+    file_check::check(path)
+}
+
+/// Loads and checks a checked patch file. Nothing of the host changes.
+pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>> {
     let src = &checked.source;
     elf_scan::inspect(src, &checked.bytes)?;
     let index = host::index();
