@@ -1,0 +1,224 @@
+//! Per-call cost of a `#[patchable]` function against a plain function.
+//!
+//! `cargo bench -p hotfix-core --bench slot_call`
+//!
+//! Rows (all take two `i64` and add them; inputs go through `black_box`):
+//! - `plain`: an `#[inline(never)]` function, called directly;
+//! - `plain_via_fn_ptr`: the same through a function pointer the compiler
+//!   cannot see through (the baseline of the other pointer rows);
+//! - `patchable_unpatched`: a `#[patchable]` function with its original live:
+//!   the call enters its NOP-padded entry, which jumps through the slot;
+//! - `patchable_unpatched_via_fn_ptr`: the same through a function pointer
+//!   (taken before any patch: it reaches the entry too);
+//! - `patchable_patched_bare`: the slot holds a plain replacement function;
+//! - `patchable_patched`: the slot holds the replacement a real patch exports:
+//!   the one `#[hotfix_core::patch]` generates (the body inside the panic guard);
+//! - `patchable_patched_via_fn_ptr`: as `patchable_patched`, through a pointer.
+//!
+//! The patched rows patch without a patch library: they store the replacement
+//! into the function's slot with `slot.store(replacement, Release)`. That is
+//! exactly what `Runtime::apply` makes live with the (default) slot strategy:
+//! `runtime::relink` ends with `f.slot.store(live as *mut (), Release)`, where
+//! `live` is the top-most patch entry's `replacement`. Nothing else is on the
+//! call path (loading, checks and binding happen before, off the call path).
+//!
+//! After the run the bench prints each row's ns/call and its ratio to `plain`
+//! (or to `plain_via_fn_ptr` for pointer rows), from this run's estimates.
+
+use criterion::Criterion;
+use hotfix_core::__private::{FnDesc, PatchEntry, entries, host_fns};
+use hotfix_core::patchable;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+const GROUP: &str = "slot_call";
+
+/// The baseline: an ordinary function the compiler must call.
+#[inline(never)]
+fn plain_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// The same body, patchable.
+#[patchable]
+fn add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// A bare replacement: what the slot dispatches to at the least.
+fn bare_replacement(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// A replacement as a patch library writes it; the macro wraps it in the
+/// exported `__hotfix_replacement_patched_add` (body inside the panic guard).
+#[hotfix_core::patch(crate::add)]
+fn patched_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+fn path_of_add() -> String {
+    format!("{}::add", module_path!())
+}
+
+/// The descriptor of `add`, as the runtime finds it.
+fn desc_of_add() -> &'static FnDesc {
+    let path = path_of_add();
+    host_fns()
+        .iter()
+        .find(|d| d.meta.path == path)
+        .unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
+}
+
+/// The `#[patch]` entry for `add`, as a patch's registry exports it.
+fn patch_entry_of_add() -> &'static PatchEntry {
+    let path = path_of_add();
+    entries()
+        .iter()
+        .find(|e| e.meta.path == path)
+        .unwrap_or_else(|| panic!("no #[patch] of {path} in this binary"))
+}
+
+/// Makes `f` live for `add`, as `Runtime::apply` does with the slot strategy.
+fn set_live(f: *const ()) {
+    desc_of_add().slot.store(f as *mut (), Ordering::Release);
+}
+
+fn bench(c: &mut Criterion) {
+    let desc = desc_of_add();
+    let original = desc.original;
+    let entry = patch_entry_of_add();
+    assert_eq!(add(2, 3), 5);
+
+    let plain_ptr: fn(i64, i64) -> i64 = plain_add;
+    let patchable_ptr: fn(i64, i64) -> i64 = add;
+
+    let mut g = c.benchmark_group(GROUP);
+    g.bench_function("plain", |b| {
+        b.iter(|| plain_add(black_box(20), black_box(22)))
+    });
+    g.bench_function("plain_via_fn_ptr", |b| {
+        b.iter(|| black_box(plain_ptr)(black_box(20), black_box(22)))
+    });
+    g.bench_function("patchable_unpatched", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
+    });
+    g.bench_function("patchable_unpatched_via_fn_ptr", |b| {
+        b.iter(|| black_box(patchable_ptr)(black_box(20), black_box(22)))
+    });
+
+    set_live(bare_replacement as *const ());
+    assert_eq!(add(2, 3), 5);
+    g.bench_function("patchable_patched_bare", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
+    });
+
+    set_live(entry.replacement);
+    assert_eq!(add(2, 3), 5);
+    g.bench_function("patchable_patched", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
+    });
+    g.bench_function("patchable_patched_via_fn_ptr", |b| {
+        b.iter(|| black_box(patchable_ptr)(black_box(20), black_box(22)))
+    });
+    g.finish();
+
+    set_live(original);
+    // The patched path really ran the replacement: a different result shows it.
+    set_live(subtracting as *const ());
+    assert_eq!(add(5, 3), 2, "the slot store took effect");
+    assert_eq!(patchable_ptr(5, 3), 2, "a pointer taken before sees it too");
+    set_live(original);
+    assert_eq!(add(5, 3), 8);
+}
+
+/// Only for the check that a slot store takes effect.
+fn subtracting(a: i64, b: i64) -> i64 {
+    a.wrapping_sub(b)
+}
+
+/// (row, baseline) pairs of the summary.
+const ROWS: &[(&str, &str)] = &[
+    ("plain", "plain"),
+    ("patchable_unpatched", "plain"),
+    ("patchable_patched_bare", "plain"),
+    ("patchable_patched", "plain"),
+    ("plain_via_fn_ptr", "plain"),
+    ("patchable_unpatched_via_fn_ptr", "plain_via_fn_ptr"),
+    ("patchable_patched_via_fn_ptr", "plain_via_fn_ptr"),
+];
+
+/// Criterion's output directory (`target/criterion`).
+fn criterion_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("criterion")
+}
+
+/// The point estimate named `key` in an `estimates.json` (no JSON crate: the
+/// file is criterion's fixed format `"key":{..."point_estimate":X,...}`).
+fn estimate(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":{{"))?;
+    let rest = &json[at..];
+    let p = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let num: String = rest[p..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        .collect();
+    num.parse().ok()
+}
+
+/// ns/call of one row of this run: criterion's headline estimate (the slope
+/// when it sampled linearly, else the mean) and the median.
+fn row(dir: &Path, name: &str, since: SystemTime) -> Option<(f64, f64)> {
+    let file = dir
+        .join(GROUP)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let fresh = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if !fresh {
+        return None;
+    }
+    let json = std::fs::read_to_string(&file).ok()?;
+    let headline = estimate(&json, "slope").or_else(|| estimate(&json, "mean"))?;
+    Some((headline, estimate(&json, "median")?))
+}
+
+fn summary(since: SystemTime) {
+    let dir = criterion_dir();
+    let rows: Vec<_> = ROWS
+        .iter()
+        .filter_map(|&(name, base)| Some((name, base, row(&dir, name, since)?)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2);
+    println!("\n| row | ns/call | median ns/call | ratio to baseline (baseline) |");
+    println!("| --- | ---: | ---: | --- |");
+    for &(name, base, (ns, median)) in &rows {
+        let ratio = of(base).map_or_else(
+            || "-".to_owned(),
+            |(b, _)| format!("{:.2}x ({base})", ns / b),
+        );
+        println!("| `{name}` | {ns:.3} | {median:.3} | {ratio} |");
+    }
+}
+
+fn main() {
+    let since = SystemTime::now();
+    let mut c = Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(50)
+        .configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    summary(since);
+}
