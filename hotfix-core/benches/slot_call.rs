@@ -15,6 +15,16 @@
 //!   the one `#[hotfix_core::patch]` generates (the body inside the panic guard);
 //! - `patchable_patched_via_fn_ptr`: as `patchable_patched`, through a pointer.
 //!
+//! - `patchable_entry_patched`: the entry redirected to the bare replacement
+//!   (the entry strategy: the 2-byte NOP becomes a jump into the pad, whose
+//!   long jump reaches the replacement);
+//! - `c_plain` / `c_trampolined`: a C-ABI function (`extern "C"`, `no_mangle`,
+//!   written in Rust so the bench needs no C compiler; its machine code is what
+//!   the trampoline sees in C) before and after the raw trampoline is written
+//!   over its entry;
+//! - `static_plain` / `static_shared`: a load of a plain static and of a
+//!   `#[shared]` static (the extra load a patch-visible static costs).
+//!
 //! The patched rows patch without a patch library: they store the replacement
 //! into the function's slot with `slot.store(replacement, Release)`. That is
 //! exactly what `Runtime::apply` makes live with the (default) slot strategy:
@@ -134,6 +144,65 @@ fn bench(c: &mut Criterion) {
     assert_eq!(add(5, 3), 8);
 }
 
+/// A C-ABI function for the trampoline rows.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn hotfix_bench_c_add(a: i64, b: i64) -> i64 {
+    // Long enough (in bytes) for the 13-byte window.
+    (a.wrapping_mul(3).wrapping_add(b).rotate_left(7)) ^ 0x1234_5678
+}
+
+/// Its replacement.
+#[inline(never)]
+extern "C" fn c_add_fixed(a: i64, b: i64) -> i64 {
+    // Not the same code as the original: identical code would be folded into
+    // one function, and the trampoline refused (it would jump into itself).
+    (a.wrapping_mul(3).wrapping_add(b).rotate_left(7)) ^ 0x0765_4321
+}
+
+static PLAIN_STATIC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
+
+#[hotfix_core::shared]
+static SHARED_STATIC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
+
+fn bench_more(c: &mut Criterion) {
+    let desc = desc_of_add();
+    let mut g = c.benchmark_group(GROUP);
+    // SAFETY: the entry of `add`; the replacement has its signature.
+    unsafe { hotfix_core::arch::redirect_entry(desc.entry as *const u8, bare_replacement as usize) }
+        .expect("redirect the entry");
+    set_live(subtracting as *const ());
+    assert_eq!(add(5, 3), 8, "the entry jump, not the slot, is taken");
+    set_live(desc.original);
+    g.bench_function("patchable_entry_patched", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
+    });
+    // SAFETY: as above.
+    unsafe { hotfix_core::arch::restore_entry(desc.entry as *const u8) }.expect("restore");
+
+    g.bench_function("c_plain", |b| {
+        b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
+    });
+    let sym = hotfix_core::foreign::find_function("hotfix_bench_c_add").expect("find the C function");
+    let plan = hotfix_core::foreign::plan_foreign(&sym).expect("plan the trampoline");
+    let mut stack = hotfix_core::foreign::ForeignPatchStack::new(plan);
+    // SAFETY: same signature and ABI.
+    let id = unsafe { stack.push(c_add_fixed as usize) }.expect("write the trampoline");
+    g.bench_function("c_trampolined", |b| {
+        b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
+    });
+    // SAFETY: falls back to the original bytes.
+    unsafe { stack.revert(id) }.expect("revert the trampoline");
+
+    g.bench_function("static_plain", |b| {
+        b.iter(|| black_box(&PLAIN_STATIC).load(Ordering::Relaxed))
+    });
+    g.bench_function("static_shared", |b| {
+        b.iter(|| black_box(&SHARED_STATIC).load(Ordering::Relaxed))
+    });
+    g.finish();
+}
+
 /// Only for the check that a slot store takes effect.
 fn subtracting(a: i64, b: i64) -> i64 {
     a.wrapping_sub(b)
@@ -148,6 +217,11 @@ const ROWS: &[(&str, &str)] = &[
     ("plain_via_fn_ptr", "plain"),
     ("patchable_unpatched_via_fn_ptr", "plain_via_fn_ptr"),
     ("patchable_patched_via_fn_ptr", "plain_via_fn_ptr"),
+    ("patchable_entry_patched", "plain"),
+    ("c_plain", "plain"),
+    ("c_trampolined", "c_plain"),
+    ("static_plain", "static_plain"),
+    ("static_shared", "static_plain"),
 ];
 
 /// Criterion's output directory (`target/criterion`).
@@ -219,6 +293,7 @@ fn main() {
         .sample_size(50)
         .configure_from_args();
     bench(&mut c);
+    bench_more(&mut c);
     c.final_summary();
     summary(since);
 }

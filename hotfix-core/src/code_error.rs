@@ -167,6 +167,22 @@ pub enum CodeError {
         /// The target given.
         target: usize,
     },
+    /// The jump target lies inside the function being patched: the trampoline
+    /// would jump into itself (e.g. the linker folded identical replacement and
+    /// original into one function).
+    #[error(
+        "jump target {target:#x} lies inside {symbol} itself ({function:#x}..{end:#x}): the replacement is the function it replaces (identical code folded?)"
+    )]
+    TargetInsideFunction {
+        /// The function patched.
+        symbol: String,
+        /// Its first byte.
+        function: usize,
+        /// One past its last byte.
+        end: usize,
+        /// The target given.
+        target: usize,
+    },
     /// Indirect-branch tracking is enforced and the target does not start with `endbr64`.
     #[error(
         "indirect-branch tracking is on and jump target {target:#x} does not start with endbr64"

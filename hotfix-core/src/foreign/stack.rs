@@ -89,6 +89,15 @@ impl ForeignPatchStack {
     /// Prepares a new live patch jumping to `target`. Writes nothing.
     pub fn prepare_push(&self, target: usize) -> Result<PendingPush, CodeError> {
         arch::check_jump_target(target)?;
+        let (function, end) = (self.plan.function, self.plan.function + self.plan.size);
+        if (function..end).contains(&target) {
+            return Err(CodeError::TargetInsideFunction {
+                symbol: self.plan.symbol.clone(),
+                function,
+                end,
+                target,
+            });
+        }
         let edit = match self.live_target() {
             None => Some(self.plan.apply_edit(target)),
             Some(live) if live == target => None,
