@@ -17,10 +17,26 @@ pub fn fixtures_target() -> PathBuf {
     root().join("target").join("fixtures")
 }
 
-/// One process-wide lock: tests of one binary share one runtime.
-pub fn serial() -> MutexGuard<'static, ()> {
+/// Holds the process-wide test lock; on drop (also when the test fails)
+/// reverts whatever the test left applied, so one failure does not cascade.
+pub struct Serial {
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        if let Err(e) = hotfix_core::Runtime::global().revert_all() {
+            eprintln!("revert_all after the test failed: {e}");
+        }
+    }
+}
+
+/// Takes the process-wide test lock: tests of one binary share one runtime.
+pub fn serial() -> Serial {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    Serial {
+        _lock: LOCK.lock().unwrap_or_else(|e| e.into_inner()),
+    }
 }
 
 /// Holds an exclusive `flock` on a file while alive.

@@ -5,7 +5,7 @@ use fixture_host::{Player, answer, greet, sum};
 use hotfix_core::{ApplyOptions, Error, Runtime, Strategy};
 use hotfix_tests::{build_patch, serial};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex, MutexGuard};
+use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,22 +13,9 @@ fn rt() -> &'static Runtime {
     Runtime::global()
 }
 
-/// The process-wide test lock; on drop (also when a test fails) reverts
-/// whatever the test left applied.
-struct Guard {
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Err(e) = rt().revert_all() {
-            eprintln!("revert_all after the test failed: {e}");
-        }
-    }
-}
-
-fn guard() -> Guard {
-    Guard { _lock: serial() }
+/// The process-wide test lock; reverts what the test left applied on drop.
+fn guard() -> hotfix_tests::Serial {
+    serial()
 }
 
 fn assert_original(when: &str) {

@@ -8,28 +8,14 @@ use hotfix_tests::{build_patch, build_patch_with, scratch_dir, serial};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 
 fn rt() -> &'static Runtime {
     Runtime::global()
 }
 
-/// The process-wide test lock; on drop (also when a test fails) reverts
-/// whatever the test left applied, so one failure does not cascade.
-struct Guard {
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Err(e) = rt().revert_all() {
-            eprintln!("revert_all after the test failed: {e}");
-        }
-    }
-}
-
-fn guard() -> Guard {
-    Guard { _lock: serial() }
+/// The process-wide test lock; reverts what the test left applied on drop.
+fn guard() -> hotfix_tests::Serial {
+    serial()
 }
 
 /// What the host does with nothing applied.
