@@ -4,6 +4,10 @@
 //!
 //! Rows (all take two `i64` and add them; inputs go through `black_box`):
 //! - `plain`: an `#[inline(never)]` function, called directly;
+//! - `plain_cross_crate`: the same body in another crate (hotfix-core), called
+//!   directly: a position-independent executable loads the target of a call
+//!   across crates (and across codegen units) from the GOT, which is also how
+//!   the call to a patchable function's entry is made;
 //! - `plain_via_fn_ptr`: the same through a function pointer the compiler
 //!   cannot see through (the baseline of the other pointer rows);
 //! - `patchable_unpatched`: a `#[patchable]` function with its original live:
@@ -109,6 +113,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("plain", |b| {
         b.iter(|| plain_add(black_box(20), black_box(22)))
     });
+    g.bench_function("plain_cross_crate", |b| {
+        b.iter(|| hotfix_core::__private::bench_plain_add(black_box(20), black_box(22)))
+    });
     g.bench_function("plain_via_fn_ptr", |b| {
         b.iter(|| black_box(plain_ptr)(black_box(20), black_box(22)))
     });
@@ -211,9 +218,13 @@ fn subtracting(a: i64, b: i64) -> i64 {
 /// (row, baseline) pairs of the summary.
 const ROWS: &[(&str, &str)] = &[
     ("plain", "plain"),
+    ("plain_cross_crate", "plain"),
     ("patchable_unpatched", "plain"),
+    ("patchable_unpatched", "plain_cross_crate"),
     ("patchable_patched_bare", "plain"),
+    ("patchable_patched_bare", "plain_cross_crate"),
     ("patchable_patched", "plain"),
+    ("patchable_patched", "plain_cross_crate"),
     ("plain_via_fn_ptr", "plain"),
     ("patchable_unpatched_via_fn_ptr", "plain_via_fn_ptr"),
     ("patchable_patched_via_fn_ptr", "plain_via_fn_ptr"),

@@ -61,3 +61,12 @@ pub fn bind(api: &'static HostApi) -> BindReport {
 pub fn load(slot: &AtomicPtr<()>) -> *const () {
     slot.load(Ordering::Acquire) as *const ()
 }
+
+/// A plain function in another crate than its callers: the baseline of
+/// benchmarks for a call across crates (in a position-independent executable
+/// such calls load their target from the GOT, like the call to a patchable
+/// function's entry does).
+#[inline(never)]
+pub fn bench_plain_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
