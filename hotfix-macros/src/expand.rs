@@ -40,7 +40,7 @@ pub struct Pieces {
     /// (`__HOTFIX_META_*`, `__HOTFIX_SIG_*`). Free functions: module items;
     /// methods: items of an inherent impl of the type.
     pub companions: TokenStream,
-    /// A hidden child module with the slot, entry and thunks.
+    /// Module-level items beside the function: the slot, entry and thunks.
     pub module_block: TokenStream,
 }
 
@@ -128,7 +128,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     };
 
     // The slot, the NOP-padded entry, and the two thunks.
-    let asm = entry_asm(&entry_sym);
+    
     let tuple = format_ident!("__hotfix_args");
     let fields = slot.tuple_fields(&tuple);
     let call_unsafe = if unsafety.is_some() {
@@ -145,64 +145,71 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
         Some(a) => quote!(#a),
         None => quote!(extern "Rust"),
     };
-    let module = format_ident!("{}", entry_sym.replacen("__hotfix_entry_", "__hotfix_", 1));
+    // Every generated item sits beside the function, under a name unique to it
+    // (no child module: a `use super::*` per function makes name resolution,
+    // and the compiler's memory, grow with the square of the functions).
+    let uniq = entry_sym.trim_start_matches("__hotfix_entry_").to_owned();
+    let desc = format_ident!("__HOTFIX_DESC_{}", uniq);
+    let entry = format_ident!("__hotfix_entry_{}", uniq);
+    let fn_alias = format_ident!("__HotfixFn_{}", uniq);
+    let call = format_ident!("__hotfix_call_{}", uniq);
+    let catching = format_ident!("__hotfix_catching_{}", uniq);
+    let cross = format_ident!("__hotfix_cross_{}", uniq);
+    let allow = quote!(#[doc(hidden)] #[allow(non_snake_case, non_camel_case_types, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, clippy::all)]);
+    let asm = entry_asm(&entry_sym, &desc);
     let module_block = quote! {
-        #[doc(hidden)]
-        #[allow(non_snake_case, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, unused_imports, clippy::all)]
-        mod #module {
-            use super::*;
             #[::hotfix_core::__private::linkme::distributed_slice(::hotfix_core::__private::FNS)]
             #[linkme(crate = ::hotfix_core::__private::linkme)]
-            static __HOTFIX_DESC: ::hotfix_core::__private::FnDesc = ::hotfix_core::__private::FnDesc {
+            #allow static #desc: ::hotfix_core::__private::FnDesc = ::hotfix_core::__private::FnDesc {
                 slot: ::hotfix_core::__private::AtomicPtr::new(#orig_path as *mut ()),
                 meta: &#meta_path,
                 original: #orig_path as *const (),
-                entry: __hotfix_entry as *const (),
-                catching: __hotfix_catching as *const (),
-                cross: __hotfix_cross as *const (),
+                entry: #entry as *const (),
+                catching: #catching as *const (),
+                cross: #cross as *const (),
                 cross_catching: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
                 cross_src: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
             };
 
             #asm
 
+            #allow
             unsafe #extern_abi {
                 #[link_name = #entry_sym]
-                pub(super) #safe_kw fn __hotfix_entry #generics (#params) -> #ret;
+                #safe_kw fn #entry #generics (#params) -> #ret;
             }
 
-            type __HotfixFn = #fn_ty;
+            #allow type #fn_alias = #fn_ty;
 
-            unsafe fn __hotfix_call #generics (__hotfix_f: *const (), #tuple: #tuple_ty) -> #ret {
+            #allow unsafe fn #call #generics (__hotfix_f: *const (), #tuple: #tuple_ty) -> #ret {
                 // SAFETY: __hotfix_f was read from this function's slot or a
                 // replacement's `prev` cell, which only ever hold functions of
                 // this type (fingerprints checked by the runtime).
-                let __hotfix_f: __HotfixFn = unsafe { ::core::mem::transmute(__hotfix_f) };
+                let __hotfix_f: #fn_alias = unsafe { ::core::mem::transmute(__hotfix_f) };
                 #call_unsafe { __hotfix_f(#fields) }
             }
 
-            unsafe fn __hotfix_catching #generics (
+            #allow unsafe fn #catching #generics (
                 __hotfix_src: *const ::hotfix_core::__private::AtomicPtr<()>,
                 __hotfix_in: *mut #tuple_ty,
                 __hotfix_out: *mut #ret,
             ) -> ::core::option::Option<::hotfix_core::__private::PanicMsg> {
                 // SAFETY: forwarded from cross_call with its contract.
-                unsafe { ::hotfix_core::__private::catching(__hotfix_src, __hotfix_in, __hotfix_out, __hotfix_call) }
+                unsafe { ::hotfix_core::__private::catching(__hotfix_src, __hotfix_in, __hotfix_out, #call) }
             }
 
-            #unsafety #abi fn __hotfix_cross #generics (#params) -> #ret {
+            #allow #unsafety #abi fn #cross #generics (#params) -> #ret {
                 // SAFETY: the runtime wrote both cells (the host's catching thunk
                 // of this very function, and the host's slot) before any code of
                 // this build could call through them.
                 unsafe {
                     ::hotfix_core::__private::cross_call::<#tuple_ty, #ret>(
-                        ::hotfix_core::__private::load(&__HOTFIX_DESC.cross_catching),
-                        __HOTFIX_DESC.cross_src.load(::hotfix_core::__private::Ordering::Acquire),
+                        ::hotfix_core::__private::load(&#desc.cross_catching),
+                        #desc.cross_src.load(::hotfix_core::__private::Ordering::Acquire),
                         #tuple_expr,
                     )
                 }
             }
-        }
     };
 
     // An async function's wrapper returns the boxed future the slot creates, so
@@ -218,7 +225,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             ..user
         },
         &slot,
-        &module,
+        &entry,
     );
     Ok(Pieces {
         wrapper,
@@ -228,7 +235,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
 }
 
 /// The function users call: it passes straight to the entry.
-fn wrapper(user: &UserFn<'_>, slot: &SlotSig, module: &syn::Ident) -> TokenStream {
+fn wrapper(user: &UserFn<'_>, slot: &SlotSig, entry: &syn::Ident) -> TokenStream {
     let attrs = user.attrs;
     let vis = user.vis;
     let mut sig = user.sig.clone();
@@ -254,7 +261,7 @@ fn wrapper(user: &UserFn<'_>, slot: &SlotSig, module: &syn::Ident) -> TokenStrea
         }
     }
     let call_unsafe = slot.unsafety.map(|_| quote!(unsafe));
-    let call = quote!(#call_unsafe { #module::__hotfix_entry(#(#forwarded),*) });
+    let call = quote!(#call_unsafe { #entry(#(#forwarded),*) });
     let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
     quote! {
         #(#attrs)*
@@ -268,7 +275,7 @@ fn wrapper(user: &UserFn<'_>, slot: &SlotSig, module: &syn::Ident) -> TokenStrea
 /// The NOP-padded entry (libpulp's layout): 14 bytes of NOP before the entry,
 /// a 2-byte NOP at the entry, then a jump through the slot (the first field of
 /// the descriptor).
-fn entry_asm(sym: &str) -> TokenStream {
+fn entry_asm(sym: &str, desc: &syn::Ident) -> TokenStream {
     let lines = [
         format!(".pushsection .text.{sym},\"ax\",@progbits"),
         ".p2align 4".to_owned(),
@@ -283,6 +290,6 @@ fn entry_asm(sym: &str) -> TokenStream {
         ".popsection".to_owned(),
     ];
     quote! {
-        ::core::arch::global_asm! { #(#lines),*, desc = sym __HOTFIX_DESC }
+        ::core::arch::global_asm! { #(#lines),*, desc = sym #desc }
     }
 }
