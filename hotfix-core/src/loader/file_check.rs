@@ -122,6 +122,83 @@ fn content_hash(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The private copy a patch is loaded from: an anonymous, sealed in-memory
+/// file, or (where `memfd_create` is refused) a file in this process's 0700
+/// directory, unlinked on drop (the mapping outlives the name).
+pub(crate) enum PrivateCopy {
+    /// A sealed memfd, loaded through `/proc/self/fd/N`. It is never closed:
+    /// the dynamic loader recognises loaded libraries by path, and the number
+    /// of a closed descriptor would be handed to the next patch, whose
+    /// `dlopen` would then return the library loaded before.
+    Memfd {
+        /// Held, never closed.
+        _fd: std::mem::ManuallyDrop<fs::File>,
+        /// `/proc/self/fd/N`.
+        path: PathBuf,
+    },
+    /// A file in the private directory.
+    File(PathBuf),
+}
+
+impl PrivateCopy {
+    /// The path `dlopen` opens.
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            PrivateCopy::Memfd { path, .. } | PrivateCopy::File(path) => path,
+        }
+    }
+}
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        if let PrivateCopy::File(p) = self {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Writes the checked bytes to a private copy (see [`PrivateCopy`]).
+pub(crate) fn private_copy(checked: &CheckedFile) -> Result<PrivateCopy> {
+    match memfd_copy(checked) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "memfd_create refused; copying to the private directory");
+            file_copy(checked)
+        }
+    }
+}
+
+fn memfd_copy(checked: &CheckedFile) -> std::io::Result<PrivateCopy> {
+    use std::os::fd::FromRawFd;
+    let name = c"hotfix-patch";
+    // SAFETY: name is a valid C string; the flags are valid for memfd_create.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by memfd_create and is owned by nothing else.
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut file, &checked.bytes)?;
+    // Nobody may change the bytes that were checked once they are mapped.
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on an fd we own, with a valid command and argument.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    if !path.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "/proc/self/fd is not available",
+        ));
+    }
+    Ok(PrivateCopy::Memfd {
+        _fd: std::mem::ManuallyDrop::new(file),
+        path,
+    })
+}
+
 /// This process's private directory for patch copies (mode 0700).
 fn private_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("hotfix-{}", std::process::id()));
@@ -148,8 +225,7 @@ fn private_dir() -> Result<PathBuf> {
 }
 
 /// Writes the checked bytes to a new file in this process's private directory.
-/// The caller unlinks it once loaded (the mapping outlives the name).
-pub(crate) fn private_copy(checked: &CheckedFile) -> Result<PathBuf> {
+fn file_copy(checked: &CheckedFile) -> Result<PrivateCopy> {
     let (source, bytes, hash) = (&checked.source, &checked.bytes, checked.hash);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let stem = source
@@ -169,5 +245,5 @@ pub(crate) fn private_copy(checked: &CheckedFile) -> Result<PathBuf> {
         .open(&copy)
         .map_err(io)?;
     std::io::Write::write_all(&mut f, bytes).map_err(io)?;
-    Ok(copy)
+    Ok(PrivateCopy::File(copy))
 }

@@ -128,9 +128,9 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
         });
     }
     let copy = file_check::private_copy(&checked)?;
-    let opened = registry::open(src, &copy);
-    // The mapping outlives the name: nothing is left behind on disk.
-    let _ = std::fs::remove_file(&copy);
+    let opened = registry::open(src, copy.path());
+    // The mapping outlives the copy: nothing is left behind.
+    drop(copy);
     let registry = opened?;
     // SAFETY: registry::open checked magic, format, size and build fingerprint:
     // the strings are RawStr built by the same compiler into the loaded library.
