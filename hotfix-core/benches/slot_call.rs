@@ -176,8 +176,10 @@ fn bench_more(c: &mut Criterion) {
     let desc = desc_of_add();
     let mut g = c.benchmark_group(GROUP);
     // SAFETY: the entry of `add`; the replacement has its signature.
-    unsafe { hotfix_core::arch::redirect_entry(desc.entry as *const u8, bare_replacement as usize) }
-        .expect("redirect the entry");
+    unsafe {
+        hotfix_core::arch::redirect_entry(desc.entry as *const u8, bare_replacement as usize)
+    }
+    .expect("redirect the entry");
     set_live(subtracting as *const ());
     assert_eq!(add(5, 3), 8, "the entry jump, not the slot, is taken");
     set_live(desc.original);
@@ -190,7 +192,8 @@ fn bench_more(c: &mut Criterion) {
     g.bench_function("c_plain", |b| {
         b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
     });
-    let sym = hotfix_core::foreign::find_function("hotfix_bench_c_add").expect("find the C function");
+    let sym =
+        hotfix_core::foreign::find_function("hotfix_bench_c_add").expect("find the C function");
     let plan = hotfix_core::foreign::plan_foreign(&sym).expect("plan the trampoline");
     let mut stack = hotfix_core::foreign::ForeignPatchStack::new(plan);
     // SAFETY: same signature and ABI.

@@ -128,7 +128,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     };
 
     // The slot, the NOP-padded entry, and the two thunks.
-    
+
     let tuple = format_ident!("__hotfix_args");
     let fields = slot.tuple_fields(&tuple);
     let call_unsafe = if unsafety.is_some() {

@@ -15,7 +15,6 @@ mod elf_scan;
 mod file_check;
 mod registry;
 
-
 use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
 use crate::error::{Error, Result};
 use crate::host::{self, HOST_API};
