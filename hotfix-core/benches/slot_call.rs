@@ -177,7 +177,10 @@ fn bench_more(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
     // SAFETY: the entry of `add`; the replacement has its signature.
     unsafe {
-        hotfix_core::arch::redirect_entry(desc.entry as *const u8, bare_replacement as usize)
+        hotfix_core::arch::redirect_entry(
+            desc.entry as *const u8,
+            bare_replacement as *const () as usize,
+        )
     }
     .expect("redirect the entry");
     set_live(subtracting as *const ());
@@ -197,7 +200,8 @@ fn bench_more(c: &mut Criterion) {
     let plan = hotfix_core::foreign::plan_foreign(&sym).expect("plan the trampoline");
     let mut stack = hotfix_core::foreign::ForeignPatchStack::new(plan);
     // SAFETY: same signature and ABI.
-    let id = unsafe { stack.push(c_add_fixed as usize) }.expect("write the trampoline");
+    let id =
+        unsafe { stack.push(c_add_fixed as *const () as usize) }.expect("write the trampoline");
     g.bench_function("c_trampolined", |b| {
         b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
     });
