@@ -44,7 +44,15 @@
 //! The patch (`crate-type = ["cdylib"]`, depending on `hotfix-core` and the
 //! host's library crate), built with `cargo build -p my-patch`:
 //!
-//! ```ignore
+//! ```no_run
+//! # mod my_server {
+//! #     use std::collections::HashMap;
+//! #     use std::sync::{LazyLock, Mutex};
+//! #     #[hotfix_core::shared]
+//! #     pub static SCORES: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
+//! #     #[hotfix_core::patchable]
+//! #     pub fn add_score(name: &str, n: i64) -> i64 { 2 * n }
+//! # }
 //! // my_patch/src/lib.rs
 //! hotfix_core::patch_library!();
 //!
@@ -55,6 +63,7 @@
 //!     *total += n; // the fix, on the host's own table
 //!     *total
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! # What `#[patchable]` generates
