@@ -64,40 +64,29 @@ impl CodeState {
                 changes.push((entry, None, path));
             }
         }
-        // Check every entry first: nothing is written if one holds foreign bytes.
-        for &(entry, _, path) in &changes {
-            crate::arch::check_entry(entry as *const u8).map_err(|source| Error::Entry {
-                patch: label.to_owned(),
-                target: path.to_owned(),
-                source: Box::new(source),
-            })?;
-        }
         let foreign = self.foreign.prepare(stack, label)?;
-        let mut done: Vec<(usize, Option<usize>)> = Vec::new();
-        for &(entry, target, path) in &changes {
-            let r = match target {
-                // SAFETY: entry is a #[patchable] entry stub registered by the host,
-                // target a replacement whose signature fingerprint equals its own.
-                Some(t) => unsafe { crate::arch::redirect_entry(entry as *const u8, t) },
-                // SAFETY: entry is a #[patchable] entry stub.
-                None => unsafe { crate::arch::restore_entry(entry as *const u8) },
-            };
-            if let Err(source) = r {
-                self.undo_entries(&done);
-                return Err(Error::Entry {
-                    patch: label.to_owned(),
-                    target: path.to_owned(),
-                    source: Box::new(source),
-                });
-            }
-            done.push((entry, self.entries.get(&entry).map(|t| t.0)));
+        // One batch: every entry is checked before any is written.
+        let batch: Vec<(*const u8, Option<usize>)> = changes
+            .iter()
+            .map(|&(entry, target, _)| (entry as *const u8, target))
+            .collect();
+        // SAFETY: each entry is a #[patchable] entry stub registered by the host;
+        // each target a replacement whose signature fingerprint equals its own.
+        if let Err(source) = unsafe { crate::arch::set_entries(&batch) } {
+            self.undo_entries(&changes);
+            let target = changes.iter().map(|c| c.2).collect::<Vec<_>>().join(", ");
+            return Err(Error::Entry {
+                patch: label.to_owned(),
+                target,
+                source: Box::new(source),
+            });
         }
         let edits = foreign.edits();
         // SAFETY: every edit comes from a trampoline plan (whole instructions, no
         // branch or call into the window, bytes checked against the file) and
         // jumps to a replacement exported for that very symbol.
         if let Err(source) = unsafe { crate::os::apply_edits(&edits) } {
-            self.undo_entries(&done);
+            self.undo_entries(&changes);
             return Err(Error::Foreign {
                 patch: label.to_owned(),
                 symbol: foreign_symbols(stack),
@@ -108,17 +97,16 @@ impl CodeState {
         self.foreign.commit(foreign, label)
     }
 
-    fn undo_entries(&self, done: &[(usize, Option<usize>)]) {
-        for &(entry, before) in done.iter().rev() {
-            let r = match before {
-                // SAFETY: restoring what this runtime wrote a moment ago.
-                Some(t) => unsafe { crate::arch::redirect_entry(entry as *const u8, t) },
-                // SAFETY: as above.
-                None => unsafe { crate::arch::restore_entry(entry as *const u8) },
-            };
-            if let Err(e) = r {
-                tracing::error!(entry = format_args!("{entry:#x}"), error = %e, "could not undo an entry redirect");
-            }
+    /// Puts `changes` back to what this runtime last wrote (best effort: a
+    /// failure here is logged; each entry is always in a valid state).
+    fn undo_entries(&self, changes: &[(usize, Option<usize>, &'static str)]) {
+        let back: Vec<(*const u8, Option<usize>)> = changes
+            .iter()
+            .map(|&(entry, _, _)| (entry as *const u8, self.entries.get(&entry).map(|t| t.0)))
+            .collect();
+        // SAFETY: restoring what this runtime wrote before (or the original).
+        if let Err(e) = unsafe { crate::arch::set_entries(&back) } {
+            tracing::error!(error = %e, "could not undo entry redirects");
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const CYCLES: u32 = 10_000;
 const CAP: Duration = Duration::from_secs(60);
 /// Fewer cycles than this within the cap is a failure (a stuck writer).
-const MIN_CYCLES: u32 = 200;
+const MIN_CYCLES: u32 = 1_000;
 
 fn torture(patch: &str, strategy: Strategy) -> (u32, u64) {
     let path = build_patch(patch);

@@ -16,7 +16,7 @@ pub mod x86_64;
 #[cfg(target_arch = "x86_64")]
 pub use self::x86_64::{
     ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, context_pc_sp,
-    plan_trampoline, redirect_entry, restore_entry, serialize_core,
+    plan_trampoline, redirect_entry, restore_entry, serialize_core, set_entries,
 };
 
 /// The state of a patchable entry stub.

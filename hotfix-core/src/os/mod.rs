@@ -9,7 +9,7 @@ mod linux;
 pub use linux::{
     code_write::{
         BUSY_ATTEMPTS, CodeEdit, WriteStats, apply_edits, code_write_lock, read_code,
-        with_writable_code, write_stats,
+        with_writable_code, with_writable_code_ranges, write_stats,
     },
     maps::{Mapping, Maps, Perms},
     membarrier::{

@@ -154,6 +154,103 @@ pub unsafe fn restore_entry(entry: *const u8) -> Result<(), CodeError> {
     })
 }
 
+/// Sets many entries at once: `Some(target)` redirects (or re-points) an entry,
+/// `None` restores it. Every block is checked first (nothing is written if one
+/// holds unexpected bytes or a target is not code); the mappings are read once,
+/// the pages made writable once, and the per-entry sequences of the module docs
+/// run side by side, so the whole batch costs four core syncs however many
+/// entries it holds. Each entry still goes through exactly the states of
+/// [`redirect_entry`] and [`restore_entry`], in the same order.
+///
+/// # Safety
+/// Every entry must be the entry of a patchable stub, and every target a
+/// function with the same signature and ABI as the stub's function.
+pub unsafe fn set_entries(changes: &[(*const u8, Option<usize>)]) -> Result<(), CodeError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut blocks = Vec::with_capacity(changes.len());
+    for &(entry, _) in changes {
+        blocks.push(block_of(entry)?);
+    }
+    let ranges: Vec<(usize, usize)> = blocks.iter().map(|&b| (b, 16)).collect();
+    os::with_writable_code_ranges(&ranges, |maps| {
+        // What each entry needs, decided before anything is written.
+        enum Step {
+            Redirect(usize, bool),
+            Repoint(usize),
+            Restore,
+        }
+        let mut steps = Vec::with_capacity(changes.len());
+        for (&(entry, want), &block) in changes.iter().zip(&blocks) {
+            maps.check_code(block, 16)?;
+            let now = read_block(block);
+            let state = classify(entry as usize, &now)?;
+            let step = match (state, want) {
+                (EntryState::Unpatched, None) => None,
+                (EntryState::Redirected(old), Some(t)) if old == t => None,
+                (_, Some(t)) => {
+                    super::check_jump_target_in(maps, t)?;
+                    match state {
+                        EntryState::Unpatched => Some(Step::Redirect(t, now[..2] == PAD_SKIP)),
+                        EntryState::Redirected(_) => Some(Step::Repoint(t)),
+                    }
+                }
+                (EntryState::Redirected(_), None) => Some(Step::Restore),
+            };
+            steps.push((block as *mut u8, step));
+        }
+        // SAFETY (all stores below): every block is mapped writable (this
+        // closure runs inside with_writable_code_ranges), 16-byte aligned, and
+        // was classified above; the stores of one block follow the sequences in
+        // the module docs, with a core sync between any two of them.
+        unsafe {
+            // 1: restore entry := 66 90; redirect pad[0..2] := eb 0c; re-point.
+            for (pad, step) in &steps {
+                match step {
+                    Some(Step::Restore) => store_u16(pad.add(PAD_LEN), NOP2),
+                    Some(Step::Redirect(_, false)) => store_u16(*pad, PAD_SKIP),
+                    Some(Step::Repoint(t)) => store_u64(pad.add(6), *t as u64),
+                    _ => {}
+                }
+            }
+            os::sync_core()?;
+            // 2: restore pad[0..2] := eb 0c; redirect pad[2..14] := 0000 <target>.
+            for (pad, step) in &steps {
+                match step {
+                    Some(Step::Restore) => store_u16(*pad, PAD_SKIP),
+                    Some(Step::Redirect(t, _)) => {
+                        let mut tail = [0u8; 12];
+                        tail[4..].copy_from_slice(&(*t as u64).to_le_bytes());
+                        std::ptr::copy_nonoverlapping(tail.as_ptr(), pad.add(2), 12);
+                    }
+                    _ => {}
+                }
+            }
+            os::sync_core()?;
+            // 3: restore pad[2..14] := NOPs; redirect pad[0..2] := ff 25.
+            for (pad, step) in &steps {
+                match step {
+                    Some(Step::Restore) => {
+                        let nops = [NOP; 12];
+                        std::ptr::copy_nonoverlapping(nops.as_ptr(), pad.add(2), 12);
+                    }
+                    Some(Step::Redirect(..)) => store_u16(*pad, JMP_RIP_OPCODE),
+                    _ => {}
+                }
+            }
+            os::sync_core()?;
+            // 4: redirect entry := eb f0.
+            for (pad, step) in &steps {
+                if let Some(Step::Redirect(..)) = step {
+                    store_u16(pad.add(PAD_LEN), JMP_TO_PAD);
+                }
+            }
+            os::sync_core()
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

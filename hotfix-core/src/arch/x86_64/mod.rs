@@ -9,7 +9,7 @@ pub mod window;
 
 pub use cpu::{context_pc_sp, serialize_core};
 pub use encode::ScratchRegister;
-pub use entry::{check_entry, redirect_entry, restore_entry};
+pub use entry::{check_entry, redirect_entry, restore_entry, set_entries};
 pub use window::{TrampolinePlan, plan_trampoline};
 
 use crate::code_error::CodeError;
@@ -21,7 +21,11 @@ pub const ENTRY_PAD_LEN: usize = encode::PAD_LEN;
 /// Checks that `target` can be jumped to: it lies in executable memory of this
 /// process and, where indirect-branch tracking is enforced, starts with `endbr64`.
 pub fn check_jump_target(target: usize) -> Result<(), CodeError> {
-    let maps = os::Maps::read()?;
+    check_jump_target_in(&os::Maps::read()?, target)
+}
+
+/// [`check_jump_target`] against mappings already read.
+pub fn check_jump_target_in(maps: &os::Maps, target: usize) -> Result<(), CodeError> {
     if maps.check_code(target, 4).is_err() {
         return Err(CodeError::TargetNotExecutable { target });
     }

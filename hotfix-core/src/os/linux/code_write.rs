@@ -254,11 +254,20 @@ pub fn with_writable_code<R>(
     len: usize,
     write: impl FnOnce() -> Result<R, CodeError>,
 ) -> Result<R, CodeError> {
+    with_writable_code_ranges(&[(addr, len)], |_| write())
+}
+
+/// [`with_writable_code`] for several `(addr, len)` ranges at once: one read
+/// of the mappings (handed to `write`), one protection change each way.
+pub fn with_writable_code_ranges<R>(
+    ranges: &[(usize, usize)],
+    write: impl FnOnce(&Maps) -> Result<R, CodeError>,
+) -> Result<R, CodeError> {
     let _guard = code_write_lock();
     let maps = Maps::read()?;
-    let mut pages = PagePlan::new(&maps, &[(addr, len)])?;
+    let mut pages = PagePlan::new(&maps, ranges)?;
     pages.make_writable().map_err(|f| pages.error(f, false))?;
-    let result = write();
+    let result = write(&maps);
     let restored = pages.restore();
     let r = result?;
     restored.map_err(|f| pages.error(f, true))?;
