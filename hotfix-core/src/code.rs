@@ -52,7 +52,14 @@ impl CodeState {
         stack: &[(Arc<LoadedPatch>, Strategy)],
         label: &str,
     ) -> Result<()> {
-        let want = wanted_entries(stack);
+        // Only stacks that use the entry strategy (or left entries redirected)
+        // have entry work to do.
+        let any_entry = stack.iter().any(|(_, s)| *s == Strategy::Entry);
+        let want = if any_entry {
+            wanted_entries(stack)
+        } else {
+            HashMap::new()
+        };
         let mut changes: Vec<(usize, Option<usize>, &'static str)> = Vec::new();
         for (&entry, &(target, path)) in &want {
             if self.entries.get(&entry).map(|t| t.0) != Some(target) {

@@ -19,8 +19,8 @@ fn not_so(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Checks the file's ELF structure and registry symbol.
-pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Checks the file's ELF structure and registry symbol; returns the parsed file.
+pub(crate) fn inspect<'a>(path: &Path, bytes: &'a [u8]) -> Result<object::File<'a>> {
     if bytes.is_empty() {
         return Err(not_so(path, "the file is empty"));
     }
@@ -77,7 +77,7 @@ pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     if versions.contains(&REGISTRY_FORMAT) {
-        return Ok(());
+        return Ok(file);
     }
     match versions.first() {
         None => Err(Error::NoRegistry {
@@ -106,12 +106,10 @@ pub(crate) enum PrivateCopy {
 /// `host_crates` and are not hotfix's own (shared cells and storage, slots).
 pub(crate) fn private_copies(
     path: &Path,
-    bytes: &[u8],
+    file: &object::File<'_>,
     host_crates: &HashSet<String>,
     shared: &HashSet<&str>,
 ) -> Result<Vec<PrivateCopy>> {
-    let file = object::File::parse(bytes)
-        .map_err(|e| not_so(path, format!("truncated or malformed ELF: {e}")))?;
     if file.symbol_table().is_none() {
         return Err(Error::NoSymbolTable {
             path: path.to_owned(),

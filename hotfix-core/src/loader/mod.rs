@@ -106,12 +106,12 @@ pub(crate) fn check(path: &Path) -> Result<file_check::CheckedFile> {
 /// Loads and checks a checked patch file. Nothing of the host changes.
 pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>> {
     let src = &checked.source;
-    elf_scan::inspect(src, &checked.bytes)?;
+    let elf = elf_scan::inspect(src, &checked.bytes)?;
     let index = host::index();
     // The patch's own name is not known before dlopen: name it by file here.
     let file_name = src.display().to_string();
     let shared = index.shared.keys().copied().collect();
-    if let Some(copy) = elf_scan::private_copies(src, &checked.bytes, &index.crates, &shared)?
+    if let Some(copy) = elf_scan::private_copies(src, &elf, &index.crates, &shared)?
         .into_iter()
         .next()
     {
