@@ -44,14 +44,24 @@ fn wanted_entries(stack: &[(Arc<LoadedPatch>, Strategy)]) -> HashMap<usize, (usi
         .collect()
 }
 
+/// The code changes that make code agree with a stack, prepared (every
+/// foreign function resolved, planned and checked) but not written.
+pub(crate) struct CodePlan {
+    want: HashMap<usize, (usize, &'static str)>,
+    changes: Vec<(usize, Option<usize>, &'static str)>,
+    foreign: crate::foreign_patch::Prepared,
+    foreign_symbols: String,
+}
+
 impl CodeState {
-    /// Rewrites code so it matches `stack`; `label` names the patch being
-    /// applied or reverted, for errors.
-    pub(crate) fn sync(
-        &mut self,
+    /// Prepares what makes code match `stack`: which entries change, and every
+    /// foreign function resolved, planned and checked. Writes nothing; `label`
+    /// names the patch being applied or reverted, for errors.
+    pub(crate) fn plan(
+        &self,
         stack: &[(Arc<LoadedPatch>, Strategy)],
         label: &str,
-    ) -> Result<()> {
+    ) -> Result<CodePlan> {
         // Only stacks that use the entry strategy (or left entries redirected)
         // have entry work to do.
         let any_entry = stack.iter().any(|(_, s)| *s == Strategy::Entry);
@@ -72,6 +82,24 @@ impl CodeState {
             }
         }
         let foreign = self.foreign.prepare(stack, label)?;
+        Ok(CodePlan {
+            want,
+            changes,
+            foreign,
+            foreign_symbols: foreign_symbols(stack),
+        })
+    }
+
+    /// Writes a plan, all or nothing: on a failure, what was already written is
+    /// put back; if that fails too, the error says so
+    /// ([`Error::CodeLeftChanged`]).
+    pub(crate) fn write(&mut self, plan: CodePlan, label: &str) -> Result<()> {
+        let CodePlan {
+            want,
+            changes,
+            foreign,
+            foreign_symbols,
+        } = plan;
         // One batch: every entry is checked before any is written.
         let batch: Vec<(*const u8, Option<usize>)> = changes
             .iter()
@@ -80,40 +108,73 @@ impl CodeState {
         // SAFETY: each entry is a #[patchable] entry stub registered by the host;
         // each target a replacement whose signature fingerprint equals its own.
         if let Err(source) = unsafe { crate::arch::set_entries(&batch) } {
-            self.undo_entries(&changes);
             let target = changes.iter().map(|c| c.2).collect::<Vec<_>>().join(", ");
-            return Err(Error::Entry {
+            let err = Error::Entry {
                 patch: label.to_owned(),
                 target,
                 source: Box::new(source),
-            });
+            };
+            // A failed batch wrote nothing, or put back what it wrote; make sure.
+            return Err(self.undo_entries(&changes, label, err));
         }
         let edits = foreign.edits();
         // SAFETY: every edit comes from a trampoline plan (whole instructions, no
         // branch or call into the window, bytes checked against the file) and
         // jumps to a replacement exported for that very symbol.
         if let Err(source) = unsafe { crate::os::apply_edits(&edits) } {
-            self.undo_entries(&changes);
-            return Err(Error::Foreign {
+            let err = Error::Foreign {
                 patch: label.to_owned(),
-                symbol: foreign_symbols(stack),
+                symbol: foreign_symbols,
                 source: Box::new(source),
-            });
+            };
+            return Err(self.undo_entries(&changes, label, err));
         }
         self.entries = want;
         self.foreign.commit(foreign, label)
     }
 
-    /// Puts `changes` back to what this runtime last wrote (best effort: a
-    /// failure here is logged; each entry is always in a valid state).
-    fn undo_entries(&self, changes: &[(usize, Option<usize>, &'static str)]) {
+    /// Rewrites code so it matches `stack` ([`CodeState::plan`], then
+    /// [`CodeState::write`]).
+    pub(crate) fn sync(
+        &mut self,
+        stack: &[(Arc<LoadedPatch>, Strategy)],
+        label: &str,
+    ) -> Result<()> {
+        let plan = self.plan(stack, label)?;
+        self.write(plan, label)
+    }
+
+    /// Puts `changes` back to what this runtime last wrote, and returns `err`,
+    /// or [`Error::CodeLeftChanged`] around it if putting back failed.
+    fn undo_entries(
+        &self,
+        changes: &[(usize, Option<usize>, &'static str)],
+        label: &str,
+        err: Error,
+    ) -> Error {
         let back: Vec<(*const u8, Option<usize>)> = changes
             .iter()
             .map(|&(entry, _, _)| (entry as *const u8, self.entries.get(&entry).map(|t| t.0)))
             .collect();
         // SAFETY: restoring what this runtime wrote before (or the original).
-        if let Err(e) = unsafe { crate::arch::set_entries(&back) } {
-            tracing::error!(error = %e, "could not undo entry redirects");
+        match unsafe { crate::arch::set_entries(&back) } {
+            Ok(()) => err,
+            Err(undo) => {
+                let paths: Vec<&str> = changes.iter().map(|c| c.2).collect();
+                tracing::error!(error = %undo, "could not undo entry redirects");
+                Error::CodeLeftChanged {
+                    patch: label.to_owned(),
+                    source: Box::new(err),
+                    left: Box::new(crate::error::LeftChanged {
+                        undo,
+                        state: format!(
+                            "the entries of {} may still jump to this patch's replacements \
+                             while the runtime records them as before",
+                            paths.join(", ")
+                        ),
+                    }),
+                }
+            }
         }
     }
 }

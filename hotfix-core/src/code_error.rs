@@ -241,9 +241,33 @@ pub enum CodeError {
         #[source]
         source: io::Error,
     },
+    /// Making code writable failed part-way and putting back the pages already
+    /// made writable failed too: nothing was written, but those pages are left
+    /// `rwx`.
+    #[error(
+        "the system refused to make code {addr:#x}..{end:#x} writable: {source}; nothing was written, \
+         but pages {left_addr:#x}..{left_end:#x} made writable before could not be given back protection {perms} ({restore_error}) and are left rwx: restart the process if W^X matters", end = addr.saturating_add(*len), left_end = left_addr.saturating_add(*left_len)
+    )]
+    ProtectFailedLeftWritable {
+        /// Start of the page range that could not be made writable.
+        addr: usize,
+        /// Its length.
+        len: usize,
+        /// The error of `mprotect`.
+        #[source]
+        source: io::Error,
+        /// Start of the page range left writable.
+        left_addr: usize,
+        /// Its length.
+        left_len: usize,
+        /// The protection it should have.
+        perms: String,
+        /// Why restoring it failed.
+        restore_error: io::Error,
+    },
     /// The code WAS written but a page's previous protection could not be restored.
     #[error(
-        "code was written but restoring protection {perms} of {addr:#x}..{end:#x} failed: {source}", end = addr.saturating_add(*len)
+        "code was written but restoring protection {perms} of {addr:#x}..{end:#x} failed: {source}; the pages are left rwx", end = addr.saturating_add(*len)
     )]
     ProtectRestoreFailed {
         /// Start of the page range.
@@ -255,6 +279,23 @@ pub enum CodeError {
         /// The error of `mprotect`.
         #[source]
         source: io::Error,
+    },
+
+    /// Callers of a local or hidden function may keep values in registers the
+    /// function leaves untouched (GCC `-fipa-ra`); the replacement may clobber them.
+    #[error(
+        "{symbol} in {} is local or hidden and leaves caller-saved registers {registers} untouched, so its callers, \
+         compiled knowing that (GCC -fipa-ra at -O2, or LTO), may keep values there across the call; a replacement \
+         following the plain ABI may clobber them, so it is refused. Patch its callers instead, or give the function \
+         default visibility and rebuild", object.display()
+    )]
+    CallersMayKeepRegisters {
+        /// The function.
+        symbol: String,
+        /// The object defining it.
+        object: PathBuf,
+        /// The registers, comma-separated.
+        registers: String,
     },
 
     // ----- stopping threads -----
@@ -283,6 +324,27 @@ pub enum CodeError {
         waited_ms: u64,
         /// What is known about why.
         reason: String,
+    },
+    /// Threads block the stop signal (the `sigwait` pattern), so they would never
+    /// stop: refused before any thread was stopped.
+    #[error(
+        "thread(s) {threads} block the stop signal {signal}, so code cannot be written while they are held outside it; nothing was written. \
+         Let the stop signal through in those threads (unblock SIGRTMAX-3 in their mask), or patch with the slot strategy only"
+    )]
+    ThreadBlocksStopSignal {
+        /// `tid (name)` of each, comma-separated.
+        threads: String,
+        /// The stop signal.
+        signal: i32,
+    },
+    /// The mappings kept changing between planning a write and stopping every
+    /// thread (a library loaded or closed, a stack mapped, on every try).
+    #[error(
+        "the process's mappings changed on all {attempts} tries to write code; nothing was written. Try again when the process is quieter"
+    )]
+    MapsUnstable {
+        /// How many times it was tried.
+        attempts: u32,
     },
     /// The signal used to stop threads already has a handler installed by someone else.
     #[error("signal {signal} used to stop threads already has another handler")]

@@ -182,6 +182,35 @@ pub enum Error {
         source: Box<crate::code_error::CodeError>,
     },
 
+    /// Writing the patch's code failed after its `on_apply` hook had run; the
+    /// hook's effects were undone by `on_revert` where the patch has one.
+    #[error("{source}; patch {patch}'s on_apply hook had run: {hook}")]
+    AfterApplyHook {
+        patch: String,
+        #[source]
+        source: Box<Error>,
+        /// What became of the hook's effects.
+        hook: String,
+    },
+
+    /// The patch was reverted (none of its code runs any more), but its
+    /// `on_revert` hook failed.
+    #[error(
+        "patch {patch} IS reverted (none of its code runs any more), but its on_revert hook failed: {reason}; the state the hook should have restored is the patch's own"
+    )]
+    RevertHookFailed { patch: String, reason: String },
+
+    /// Writing code failed and putting back what was written failed too.
+    #[error(
+        "{source}; putting back what patch {patch} had already written ALSO failed ({}): {} — the host is not as before; revert or restart it", left.undo, left.state
+    )]
+    CodeLeftChanged {
+        patch: String,
+        #[source]
+        source: Box<Error>,
+        left: Box<LeftChanged>,
+    },
+
     /// An entry (NOP pad) could not be patched.
     #[error("patch {patch}: entry of `{target}`: {source}")]
     Entry {
@@ -190,6 +219,16 @@ pub enum Error {
         #[source]
         source: Box<crate::code_error::CodeError>,
     },
+}
+
+/// Writing code failed part-way, and putting back what was already written
+/// failed too: the host is NOT as before.
+#[derive(Debug)]
+pub struct LeftChanged {
+    /// Why putting back failed.
+    pub undo: crate::code_error::CodeError,
+    /// What is left changed.
+    pub state: String,
 }
 
 /// Result of hotfix-core operations.

@@ -54,6 +54,21 @@ fn foreign_error(label: &str, symbol: &str, source: CodeError) -> Error {
     }
 }
 
+/// Refuses a function whose callers may keep values in registers it leaves
+/// untouched: a replacement is compiled for the plain ABI, and may clobber any
+/// caller-saved register (so may the trampoline's scratch register).
+fn refuse_kept_registers(sym: &foreign::ForeignSymbol) -> std::result::Result<(), CodeError> {
+    let kept = foreign::registers_callers_may_keep(sym)?;
+    if kept.is_empty() {
+        return Ok(());
+    }
+    Err(CodeError::CallersMayKeepRegisters {
+        symbol: sym.name.clone(),
+        object: sym.object.clone(),
+        registers: kept.join(", "),
+    })
+}
+
 impl ForeignState {
     /// Prepares what makes foreign functions match `stack`: resolves and plans
     /// every newly patched function. Writes nothing.
@@ -66,6 +81,19 @@ impl ForeignState {
         let mut fresh: Vec<(&'static str, usize, ForeignPatchStack)> = Vec::new();
         let mut wanted: HashMap<usize, Vec<(PatchId, usize)>> = HashMap::new();
         let mut names: HashMap<usize, &'static str> = HashMap::new();
+        // Foreign code is written while every other thread is held: refuse at
+        // once, before resolving and planning, if some thread never would be.
+        let touches_foreign =
+            stack.iter().any(|(p, _)| !p.foreign.is_empty()) || !self.owned.is_empty();
+        if touches_foreign {
+            crate::os::check_threads_take_stop_signal().map_err(|e| {
+                let symbols: Vec<&str> = stack
+                    .iter()
+                    .flat_map(|(p, _)| p.foreign.iter().map(|f| f.symbol))
+                    .collect();
+                foreign_error(label, &symbols.join(", "), e)
+            })?;
+        }
         for (p, _) in stack {
             for f in p.foreign {
                 let addr = match self.resolved.get(f.symbol) {
@@ -79,6 +107,7 @@ impl ForeignState {
                                 && !fresh.iter().any(|(_, a, _)| *a == sym.address)
                             {
                                 let plan = foreign::plan_foreign(&sym)
+                                    .and_then(|plan| refuse_kept_registers(&sym).map(|()| plan))
                                     .map_err(|e| foreign_error(label, f.symbol, e))?;
                                 fresh.push((f.symbol, sym.address, ForeignPatchStack::new(plan)));
                             }

@@ -141,7 +141,7 @@ pub mod __private {
 
 pub use abi::Shared;
 pub use code_error::CodeError;
-pub use error::{Error, Result};
+pub use error::{Error, LeftChanged, Result};
 pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, patchable, shared};
 pub use loader::{LoadedPatch, PatchId};
 pub use panic_bridge::message_of as panic_message;

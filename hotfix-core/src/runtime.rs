@@ -117,14 +117,6 @@ impl Runtime {
                 });
             }
         }
-        if let Some(hook) = patch.registry.on_apply
-            && let Err(reason) = hook()
-        {
-            return Err(Error::Vetoed {
-                patch: format!("{} {}", patch.name, patch.version),
-                reason,
-            });
-        }
         let mut next = state
             .stack
             .iter()
@@ -132,7 +124,36 @@ impl Runtime {
             .collect::<Vec<_>>();
         next.push((patch.clone(), opts.strategy));
         let state = &mut *state;
-        state.code.sync(&next, &patch_label(patch))?;
+        let label = patch_label(patch);
+        // Order: every check (the code plan resolves and checks foreign
+        // functions) before the hook; the hook (it may veto) before any write;
+        // a failed write undoes the hook through on_revert.
+        let plan = state.code.plan(&next, &label)?;
+        if let Some(hook) = patch.registry.on_apply
+            && let Err(reason) = hook()
+        {
+            return Err(Error::Vetoed {
+                patch: label,
+                reason,
+            });
+        }
+        if let Err(e) = state.code.write(plan, &label) {
+            let hook = match patch.registry.on_revert.map(|undo| undo()) {
+                None => {
+                    "the patch has no on_revert hook, so whatever on_apply changed stays changed"
+                        .to_owned()
+                }
+                Some(Ok(())) => "on_revert ran and undid it; the host is as before".to_owned(),
+                Some(Err(why)) => format!(
+                    "on_revert, run to undo it, failed ({why}): whatever on_apply changed may stay changed"
+                ),
+            };
+            return Err(Error::AfterApplyHook {
+                patch: label,
+                source: Box::new(e),
+                hook,
+            });
+        }
         state.stack.push(Applied {
             patch: patch.clone(),
             strategy: opts.strategy,
@@ -176,11 +197,6 @@ impl Runtime {
             });
         };
         let patch = state.stack[pos].patch.clone();
-        if let Some(hook) = patch.registry.on_revert
-            && let Err(reason) = hook()
-        {
-            tracing::warn!(patch = %patch_label(&patch), %reason, "revert hook failed; reverting anyway");
-        }
         let next: Vec<_> = state
             .stack
             .iter()
@@ -188,9 +204,20 @@ impl Runtime {
             .map(|a| (a.patch.clone(), a.strategy))
             .collect();
         let state = &mut *state;
+        // Order: the code first (a failure leaves the patch applied and its hook
+        // not run: the host exactly as before), then the slots, then the hook.
         state.code.sync(&next, &patch_label(&patch))?;
         let removed = state.stack.remove(pos);
         relink(&state.stack, patch.entries.iter().map(|r| r.host));
+        if let Some(hook) = patch.registry.on_revert
+            && let Err(reason) = hook()
+        {
+            tracing::error!(patch = %patch_label(&patch), id = %patch.id, %reason, "patch reverted, but its on_revert hook failed");
+            return Err(Error::RevertHookFailed {
+                patch: patch_label(&patch),
+                reason,
+            });
+        }
         let status = patch_status(&removed);
         tracing::info!(
             patch = %patch_label(&patch),
@@ -202,13 +229,19 @@ impl Runtime {
         Ok(status)
     }
 
-    /// Reverts every applied patch, newest first.
+    /// Reverts every applied patch, newest first. A patch whose `on_revert`
+    /// hook fails is reverted all the same, and the first such failure is
+    /// returned once every patch is reverted; any other failure stops here.
     pub fn revert_all(&self) -> Result<Vec<PatchStatus>> {
         let mut out = Vec::new();
+        let mut hook_failed = None;
         loop {
             match self.revert_newest() {
                 Ok(s) => out.push(s),
-                Err(Error::NothingApplied) => return Ok(out),
+                Err(Error::NothingApplied) => return hook_failed.map_or(Ok(out), Err),
+                Err(e @ Error::RevertHookFailed { .. }) => {
+                    hook_failed.get_or_insert(e);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -6,7 +6,10 @@
 //! * entry stubs: `check_entry`, `redirect_entry`, `restore_entry`, `ENTRY_PAD_LEN`;
 //! * trampolines: `plan_trampoline(&FunctionImage) -> TrampolinePlan`;
 //! * processor: `serialize_core`, `context_pc_sp` (signal context), and
-//!   `check_jump_target`.
+//!   `check_jump_target`;
+//! * register use: `untouched_caller_saved` (what callers optimised with
+//!   inter-procedural register allocation may keep across a call) and
+//!   `is_plt_stub`.
 //!
 //! A new architecture adds `arch/<name>/` with those items and one `cfg` line here.
 
@@ -16,7 +19,8 @@ pub mod x86_64;
 #[cfg(target_arch = "x86_64")]
 pub use self::x86_64::{
     ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, context_pc_sp,
-    plan_trampoline, redirect_entry, restore_entry, serialize_core, set_entries,
+    is_plt_stub, plan_trampoline, redirect_entry, restore_entry, serialize_core, set_entries,
+    untouched_caller_saved,
 };
 
 /// The state of a patchable entry stub.

@@ -13,16 +13,37 @@ use crate::arch::{self, FragmentImage, FunctionImage, TrampolinePlan};
 use crate::code_error::CodeError;
 use crate::os::Maps;
 
-/// Checks that memory holds the file's bytes for the function and its fragments
-/// (a debugger's `cc`, another tool's hook or self-modified code are refused),
-/// then plans the trampoline. Writes nothing.
-pub fn plan_foreign(sym: &ForeignSymbol) -> Result<TrampolinePlan, CodeError> {
-    let maps = Maps::read()?;
-    verify_original(&maps, &sym.name, &sym.object, sym.address, &sym.original)?;
-    for f in &sym.fragments {
-        verify_original(&maps, &sym.name, &sym.object, f.address, &f.original)?;
+/// The caller-saved registers that callers of `sym` may keep live across a call
+/// to it: empty unless it binds locally (see [`ForeignSymbol::binds_locally`])
+/// and its code, decoded, leaves some of them untouched. A direct call out of
+/// the function counts as clobbering everything when it reaches a PLT stub or
+/// another object.
+pub fn registers_callers_may_keep(sym: &ForeignSymbol) -> Result<Vec<&'static str>, CodeError> {
+    if !sym.binds_locally {
+        return Ok(Vec::new());
     }
-    let image = FunctionImage {
+    let maps = Maps::read()?;
+    let object = maps
+        .find(sym.address)
+        .map(|m| m.path.clone())
+        .unwrap_or_default();
+    let calls_out = |target: usize| {
+        let Some(m) = maps.find(target) else {
+            return true;
+        };
+        if m.path != object || !m.perms.read {
+            return true;
+        }
+        let len = 16.min(m.end - target);
+        // SAFETY: `[target, target+len)` lies in a readable mapping just read.
+        let head = unsafe { std::slice::from_raw_parts(target as *const u8, len) };
+        arch::is_plt_stub(target, head)
+    };
+    arch::untouched_caller_saved(&image_of(sym), calls_out)
+}
+
+fn image_of(sym: &ForeignSymbol) -> FunctionImage<'_> {
+    FunctionImage {
         symbol: &sym.name,
         address: sym.address,
         bytes: &sym.original,
@@ -36,8 +57,19 @@ pub fn plan_foreign(sym: &ForeignSymbol) -> Result<TrampolinePlan, CodeError> {
                 bytes: &f.original,
             })
             .collect(),
-    };
-    arch::plan_trampoline(&image)
+    }
+}
+
+/// Checks that memory holds the file's bytes for the function and its fragments
+/// (a debugger's `cc`, another tool's hook or self-modified code are refused),
+/// then plans the trampoline. Writes nothing.
+pub fn plan_foreign(sym: &ForeignSymbol) -> Result<TrampolinePlan, CodeError> {
+    let maps = Maps::read()?;
+    verify_original(&maps, &sym.name, &sym.object, sym.address, &sym.original)?;
+    for f in &sym.fragments {
+        verify_original(&maps, &sym.name, &sym.object, f.address, &f.original)?;
+    }
+    arch::plan_trampoline(&image_of(sym))
 }
 
 fn verify_original(

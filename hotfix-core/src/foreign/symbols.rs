@@ -43,6 +43,11 @@ pub struct ForeignSymbol {
     pub bias: usize,
     /// Whether it takes `...` (proven only for demangled C++ signatures).
     pub variadic: Variadic,
+    /// Whether every compiler that saw it knew calls to it bind to this very
+    /// definition: a local (`static`) symbol, or hidden, internal or protected
+    /// visibility. Callers of such a function may rely on the registers it
+    /// leaves untouched (see [`crate::arch::untouched_caller_saved`]).
+    pub binds_locally: bool,
     /// Its bytes in the file: what memory must hold before patching.
     pub original: Vec<u8>,
     /// Fragments and clones with symbols of their own (`name.cold`, ...). Their
@@ -147,6 +152,7 @@ struct Candidate {
     st_value: u64,
     size: u64,
     st_type: u8,
+    binds_locally: bool,
 }
 
 fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, CodeError> {
@@ -184,6 +190,8 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
                 st_value: sym.address(),
                 size: sym.size(),
                 st_type,
+                binds_locally: sym.elf_symbol().st_bind() == elf::STB_LOCAL
+                    || sym.elf_symbol().st_visibility() != elf::STV_DEFAULT,
             });
         }
     }
@@ -229,6 +237,7 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
         }
         out.push(ForeignSymbol {
             variadic: variadic_of(c.demangled.as_deref()),
+            binds_locally: c.binds_locally,
             name: c.name,
             demangled: c.demangled,
             object: obj.path.clone(),

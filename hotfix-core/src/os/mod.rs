@@ -17,5 +17,8 @@ pub use linux::{
         sync_core_method,
     },
     protect::page_size,
-    threads::{StoppedThread, StoppedThreads, stop_other_threads, stop_signal},
+    threads::{
+        StoppedThread, StoppedThreads, check_threads_take_stop_signal, stop_other_threads,
+        stop_signal,
+    },
 };

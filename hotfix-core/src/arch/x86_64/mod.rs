@@ -1,12 +1,14 @@
 //! x86-64 machine code: jump encodings, entry stubs, whole-function decoding and
 //! trampoline windows.
 
+pub mod clobbers;
 pub mod cpu;
 pub mod decode;
 pub mod encode;
 pub mod entry;
 pub mod window;
 
+pub use clobbers::{is_plt_stub, untouched_caller_saved};
 pub use cpu::{context_pc_sp, serialize_core};
 pub use encode::ScratchRegister;
 pub use entry::{check_entry, redirect_entry, restore_entry, set_entries};

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::maps::Maps;
+use super::maps_snapshot::{MapsSnapshot, SnapshotError};
 use super::membarrier;
 use super::protect::PagePlan;
 use super::threads::{self, StoppedThreads};
@@ -121,19 +122,25 @@ fn validate(edits: &[CodeEdit]) -> Result<(), CodeError> {
     Ok(())
 }
 
-/// Index of the first edit whose memory differs from `expected_old`.
-/// Allocation-free; the ranges must have been checked readable.
-fn first_mismatch(edits: &[CodeEdit]) -> Option<usize> {
-    edits.iter().position(|e| {
+/// Index of the first edit whose memory differs from `expected_old`, with the
+/// bytes found copied into `found` (whose capacity must hold the longest edit).
+/// Allocation-free; the ranges must have been checked readable in a snapshot
+/// taken while every other thread is stopped.
+fn first_mismatch(edits: &[CodeEdit], found: &mut Vec<u8>) -> Option<usize> {
+    let i = edits.iter().position(|e| {
         // SAFETY: the caller checked every range to be mapped readable.
         let now = unsafe { std::slice::from_raw_parts(e.addr as *const u8, e.new.len()) };
         now != e.expected_old.as_slice()
-    })
+    })?;
+    let e = &edits[i];
+    found.clear();
+    // SAFETY: as above; `found` has the capacity, so nothing is allocated.
+    found
+        .extend_from_slice(unsafe { std::slice::from_raw_parts(e.addr as *const u8, e.new.len()) });
+    Some(i)
 }
 
-fn mismatch_error(e: &CodeEdit) -> CodeError {
-    // SAFETY: the range was checked readable before this is called.
-    let found = unsafe { std::slice::from_raw_parts(e.addr as *const u8, e.new.len()) };
+fn mismatch_error(e: &CodeEdit, found: &[u8]) -> CodeError {
     CodeError::BytesChanged {
         addr: e.addr,
         found: found.into(),
@@ -146,10 +153,10 @@ type Busy = (i32, usize, usize);
 
 /// Finds a stopped thread whose instruction pointer, or any word on its stack
 /// above its stack pointer (return addresses, contexts saved by signal handlers
-/// it was running), lies strictly inside an edit. A stack that is not in a
-/// readable mapping of `maps` counts as busy (it is re-read on the next try).
-/// Allocation-free.
-fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &Maps) -> Option<Busy> {
+/// it was running), lies strictly inside an edit. Only memory that `maps` (taken
+/// while every other thread is stopped) shows readable is read; a stack that is
+/// not in a readable mapping counts as busy. Allocation-free.
+fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &MapsSnapshot) -> Option<Busy> {
     let inside = |v: usize| edits.iter().position(|e| e.holds_inside(v));
     for t in stopped.threads() {
         if let Some(i) = inside(t.pc) {
@@ -160,8 +167,9 @@ fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &Maps) -> Optio
         };
         let mut at = (t.sp + 7) & !7;
         while at + 8 <= m.end {
-            // SAFETY: `at` lies in a readable mapping of a stack whose thread is
-            // stopped; the mapping cannot change while every other thread is held.
+            // SAFETY: `at` lies in a mapping that the snapshot taken after every
+            // other thread stopped shows readable; no thread can unmap it until
+            // they are released.
             let word = unsafe { std::ptr::read_volatile(at as *const usize) };
             if let Some(i) = inside(word) {
                 return Some((t.tid, word, i));
@@ -172,15 +180,41 @@ fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &Maps) -> Optio
     None
 }
 
+/// Whether the snapshot shows every edit in readable, executable memory and every
+/// page of `pages` with the protection the plan recorded.
+fn snapshot_agrees(maps: &MapsSnapshot, edits: &[CodeEdit], pages: &PagePlan) -> bool {
+    edits
+        .iter()
+        .all(|e| maps.covers(e.addr, e.new.len(), |p| p.read && p.exec))
+        && pages
+            .runs
+            .iter()
+            .all(|r| maps.covers(r.start, r.len, |p| p == r.perms))
+}
+
+/// Why one stop of every thread could not be used; retried.
+enum Retry {
+    /// The mappings text outgrew the buffer.
+    SnapshotTooSmall,
+    /// The mappings changed since the plan was made.
+    MapsChanged,
+    /// A thread is inside an edit.
+    Busy(Busy),
+}
+
 /// Applies every edit, or none.
 ///
-/// Checks that every edit's bytes are what it expects; records the protection of
-/// every touched page (both pages when an edit crosses a page boundary); stops
-/// every other thread; if a thread is inside an edit, releases them all, backs off
-/// and retries ([`BUSY_ATTEMPTS`] times) before refusing with
-/// [`CodeError::ThreadBusy`]; makes the pages `rwx` (if the system refuses,
-/// returns [`CodeError::ProtectFailed`] with nothing written); writes; restores
-/// each page's exact previous protection; serializes every core; releases.
+/// Records the protection of every touched page (both pages when an edit crosses
+/// a page boundary); stops every other thread; then, with every other thread
+/// stopped, takes a snapshot of the mappings and checks against it that every
+/// edit is mapped code and every page still has the recorded protection (reading
+/// nothing the snapshot does not show mapped), and that every edit's bytes are
+/// what it expects. If a thread is inside an edit, or the mappings changed,
+/// releases them all, backs off and retries ([`BUSY_ATTEMPTS`] times) before
+/// refusing with [`CodeError::ThreadBusy`]; makes the pages `rwx` (if the system
+/// refuses, returns [`CodeError::ProtectFailed`] with nothing written); writes;
+/// restores each page's exact previous protection; serializes every core;
+/// releases.
 ///
 /// # Safety
 /// The new bytes must be correct code for every thread that will execute them,
@@ -194,44 +228,68 @@ pub unsafe fn apply_edits(edits: &[CodeEdit]) -> Result<(), CodeError> {
     // Probe (and register) membarrier now: it may allocate and log.
     let _ = membarrier::sync_core_method();
     let ranges: Vec<(usize, usize)> = edits.iter().map(|e| (e.addr, e.new.len())).collect();
+    let mut found = Vec::with_capacity(edits.iter().map(|e| e.new.len()).max().unwrap_or(0));
+    let mut snapshot = MapsSnapshot::with_capacity(SNAPSHOT_START);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let maps = Maps::read()?;
-        let mut pages = PagePlan::new(&maps, &ranges)?;
-        if let Some(i) = first_mismatch(edits) {
-            return Err(mismatch_error(&edits[i]));
-        }
+        let mut pages = PagePlan::new(&Maps::read()?, &ranges)?;
         let stopped = threads::stop_other_threads()?;
         // ---- threads stopped: no allocation, no locks until release ----
-        if let Some((tid, pc, i)) = find_busy(&stopped, edits, &maps) {
+        let retry = match snapshot.take() {
+            Err(SnapshotError::TooSmall) => Some(Retry::SnapshotTooSmall),
+            Err(SnapshotError::Os(call, errno)) => {
+                stopped.release();
+                return Err(CodeError::Os {
+                    call,
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
+            }
+            Ok(()) if !snapshot_agrees(&snapshot, edits, &pages) => Some(Retry::MapsChanged),
+            Ok(()) => find_busy(&stopped, edits, &snapshot).map(Retry::Busy),
+        };
+        if let Some(retry) = retry {
             stopped.release();
             BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
-            let e = &edits[i];
-            tracing::debug!(tid, pc, attempt, "a thread is inside a code edit; retrying");
+            match retry {
+                Retry::SnapshotTooSmall => {
+                    snapshot = MapsSnapshot::with_capacity(snapshot.capacity() * 2);
+                }
+                Retry::MapsChanged => {
+                    tracing::debug!(attempt, "mappings changed while planning; retrying");
+                }
+                Retry::Busy((tid, pc, i)) => {
+                    let e = &edits[i];
+                    tracing::debug!(tid, pc, attempt, "a thread is inside a code edit; retrying");
+                    if attempt >= BUSY_ATTEMPTS {
+                        return Err(CodeError::ThreadBusy {
+                            tid,
+                            pc,
+                            window_start: e.addr,
+                            window_end: e.end(),
+                            attempts: attempt,
+                        });
+                    }
+                }
+            }
             if attempt >= BUSY_ATTEMPTS {
-                return Err(CodeError::ThreadBusy {
-                    tid,
-                    pc,
-                    window_start: e.addr,
-                    window_end: e.end(),
-                    attempts: attempt,
-                });
+                return Err(CodeError::MapsUnstable { attempts: attempt });
             }
             std::thread::sleep(Duration::from_micros(50 * u64::from(attempt.min(100))));
             continue;
         }
-        if let Some(i) = first_mismatch(edits) {
+        if let Some(i) = first_mismatch(edits, &mut found) {
             stopped.release();
-            return Err(mismatch_error(&edits[i]));
+            return Err(mismatch_error(&edits[i], &found));
         }
         if let Err(f) = pages.make_writable() {
             stopped.release();
-            return Err(pages.error(f, false));
+            return Err(pages.error(f));
         }
         for e in edits {
-            // SAFETY: the range is mapped and now writable; every other thread is
-            // stopped outside it; the caller vouches for the new code.
+            // SAFETY: the range is mapped (in the snapshot taken while stopped) and
+            // now writable; every other thread is stopped outside it; the caller
+            // vouches for the new code.
             unsafe {
                 std::ptr::copy_nonoverlapping(e.new.as_ptr(), e.addr as *mut u8, e.new.len())
             };
@@ -241,9 +299,12 @@ pub unsafe fn apply_edits(edits: &[CodeEdit]) -> Result<(), CodeError> {
         stopped.release();
         BATCHES.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(edits = edits.len(), attempt, "code edits applied");
-        return restored.map_err(|f| pages.error(f, true));
+        return restored.map_err(|f| pages.error(f));
     }
 }
+
+/// Bytes of mappings text the first snapshot can hold; doubled when too small.
+const SNAPSHOT_START: usize = 256 * 1024;
 
 /// Runs `write` while the pages of `[addr, addr+len)` are writable, holding the
 /// code-write lock, and restores their exact previous protection afterwards.
@@ -266,10 +327,10 @@ pub fn with_writable_code_ranges<R>(
     let _guard = code_write_lock();
     let maps = Maps::read()?;
     let mut pages = PagePlan::new(&maps, ranges)?;
-    pages.make_writable().map_err(|f| pages.error(f, false))?;
+    pages.make_writable().map_err(|f| pages.error(f))?;
     let result = write(&maps);
     let restored = pages.restore();
     let r = result?;
-    restored.map_err(|f| pages.error(f, true))?;
+    restored.map_err(|f| pages.error(f))?;
     Ok(r)
 }

@@ -2,6 +2,7 @@
 
 pub mod code_write;
 pub mod maps;
+mod maps_snapshot;
 pub mod membarrier;
 pub mod protect;
 mod stop_handler;

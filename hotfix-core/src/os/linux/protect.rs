@@ -32,13 +32,18 @@ pub struct PageRun {
 }
 
 /// A failed `mprotect`: which run and the errno. Turned into a [`CodeError`] by
-/// [`PageFailure::into_error`] once allocation is allowed again.
+/// [`PagePlan::error`] once allocation is allowed again.
 #[derive(Clone, Copy, Debug)]
 pub struct PageFailure {
     /// Index of the run in [`PagePlan::runs`].
     pub run: usize,
     /// The errno of `mprotect`.
     pub errno: i32,
+    /// Whether it happened while restoring protections (the code was written).
+    pub restoring: bool,
+    /// When making pages writable failed part-way: a run made writable before
+    /// whose protection could not be put back, and that errno.
+    pub left_writable: Option<(usize, i32)>,
 }
 
 /// The pages touched by a set of byte ranges, with their previous protections.
@@ -102,9 +107,14 @@ impl PagePlan {
             if r != 0 {
                 let errno = errno();
                 self.changed = i;
-                // Best effort: put back what was changed; the first error is reported.
-                let _ = self.restore();
-                return Err(PageFailure { run: i, errno });
+                // Put back what was changed; a run that stays writable is reported.
+                let left_writable = self.restore().err().map(|f| (f.run, f.errno));
+                return Err(PageFailure {
+                    run: i,
+                    errno,
+                    restoring: false,
+                    left_writable,
+                });
             }
         }
         self.changed = self.runs.len();
@@ -126,6 +136,8 @@ impl PagePlan {
                 first = Some(PageFailure {
                     run: i,
                     errno: errno(),
+                    restoring: true,
+                    left_writable: None,
                 });
             }
         }
@@ -133,25 +145,39 @@ impl PagePlan {
         first.map_or(Ok(()), Err)
     }
 
-    /// The error for a failure of [`PagePlan::make_writable`] (`restoring == false`)
-    /// or of [`PagePlan::restore`] (`restoring == true`).
-    pub fn error(&self, failure: PageFailure, restoring: bool) -> CodeError {
-        let (addr, len, perms) = self
-            .runs
-            .get(failure.run)
-            .map_or((0, 0, String::new()), |r| {
+    /// The error for a failure of [`PagePlan::make_writable`] or of
+    /// [`PagePlan::restore`]: each says whether code was written and which pages
+    /// are left writable.
+    pub fn error(&self, failure: PageFailure) -> CodeError {
+        let run = |i: usize| {
+            self.runs.get(i).map_or((0, 0, String::new()), |r| {
                 (r.start, r.len, r.perms.to_string())
-            });
+            })
+        };
+        let (addr, len, perms) = run(failure.run);
         let source = std::io::Error::from_raw_os_error(failure.errno);
-        if restoring {
-            CodeError::ProtectRestoreFailed {
+        if failure.restoring {
+            return CodeError::ProtectRestoreFailed {
                 addr,
                 len,
                 perms,
                 source,
+            };
+        }
+        match failure.left_writable {
+            None => CodeError::ProtectFailed { addr, len, source },
+            Some((left, errno)) => {
+                let (left_addr, left_len, perms) = run(left);
+                CodeError::ProtectFailedLeftWritable {
+                    addr,
+                    len,
+                    source,
+                    left_addr,
+                    left_len,
+                    perms,
+                    restore_error: std::io::Error::from_raw_os_error(errno),
+                }
             }
-        } else {
-            CodeError::ProtectFailed { addr, len, source }
         }
     }
 }

@@ -4,19 +4,104 @@
 use super::stop_handler::stop_signal;
 use crate::code_error::CodeError;
 
-/// Whether the task may still run a handler. False only when proven gone: its
-/// /proc entry is missing (ENOENT/ESRCH) or it is a zombie or dead; any other
-/// failure (out of descriptors) counts as alive. Allocation-free.
-pub(super) fn task_alive(tid: i32) -> bool {
-    let mut path = [0u8; 48];
+/// Writes `/proc/self/task/<tid>/<file>\0` into `path`; returns it as a C string
+/// pointer. Allocation-free.
+fn task_path(path: &mut [u8; 64], tid: i32, file: &[u8]) -> *const libc::c_char {
     let prefix = b"/proc/self/task/";
     path[..prefix.len()].copy_from_slice(prefix);
     let mut n = prefix.len();
     n += write_decimal(&mut path[n..], tid as u32);
-    let suffix = b"/stat\0";
-    path[n..n + suffix.len()].copy_from_slice(suffix);
-    // SAFETY: path is NUL-terminated; open has no other preconditions.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    path[n] = b'/';
+    n += 1;
+    let file = &file[..file.len().min(path.len() - n - 1)];
+    path[n..n + file.len()].copy_from_slice(file);
+    path[n + file.len()] = 0;
+    path.as_ptr().cast()
+}
+
+/// Reads up to `buf.len()` bytes of a task's /proc file; `None` if it cannot be
+/// read. Allocation-free.
+fn read_task_file(tid: i32, file: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut path = [0u8; 64];
+    let p = task_path(&mut path, tid, file);
+    // SAFETY: p points to a NUL-terminated path in `path`, alive for the call.
+    let fd = unsafe { libc::open(p, libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0usize;
+    while len < buf.len() {
+        // SAFETY: buf[len..] is valid for writes of its length; fd is open.
+        let r = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if r <= 0 {
+            break;
+        }
+        len += r as usize;
+    }
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    Some(len)
+}
+
+/// The bytes after `key` in `text`, leading blanks skipped.
+fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let at = text.windows(key.len()).position(|w| w == key)?;
+    let rest = &text[at + key.len()..];
+    let blanks = rest
+        .iter()
+        .take_while(|c| **c == b' ' || **c == b'\t')
+        .count();
+    Some(&rest[blanks..])
+}
+
+/// Whether the thread's signal mask (`SigBlk` in its status file) blocks
+/// `signal`. False when it cannot be read. Allocation-free.
+pub(super) fn blocks_signal(tid: i32, signal: i32) -> bool {
+    parked_blocking(tid, signal).0
+}
+
+/// Whether the thread blocks `signal` (`SigBlk`), and whether it is also
+/// asleep rather than running or runnable (`State`): a thread waiting in
+/// `sigwait` is both; a thread just created is runnable with every signal
+/// blocked until it first runs. Allocation-free.
+pub(super) fn parked_blocking(tid: i32, signal: i32) -> (bool, bool) {
+    let mut buf = [0u8; 4096];
+    let Some(len) = read_task_file(tid, b"status", &mut buf) else {
+        return (false, false);
+    };
+    let text = &buf[..len];
+    let mut mask: u64 = 0;
+    for &c in field(text, b"\nSigBlk:").unwrap_or_default() {
+        match (c as char).to_digit(16) {
+            Some(d) => mask = (mask << 4) | u64::from(d),
+            None => break,
+        }
+    }
+    let blocked = (1..=64).contains(&signal) && mask & (1u64 << (signal - 1)) != 0;
+    let asleep = matches!(
+        field(text, b"\nState:").and_then(|v| v.first()),
+        Some(b'S' | b'D' | b'T' | b't')
+    );
+    (blocked, blocked && asleep)
+}
+
+/// `tid (name)` of a thread, for messages.
+pub(super) fn describe_task(tid: i32) -> String {
+    let mut buf = [0u8; 64];
+    let name = read_task_file(tid, b"comm", &mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).trim_end().to_owned())
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{tid} ({name})")
+}
+
+/// Whether the task may still run a handler. False only when proven gone: its
+/// /proc entry is missing (ENOENT/ESRCH) or it is a zombie or dead; any other
+/// failure (out of descriptors) counts as alive. Allocation-free.
+pub(super) fn task_alive(tid: i32) -> bool {
+    let mut path = [0u8; 64];
+    let p = task_path(&mut path, tid, b"stat");
+    // SAFETY: p is a NUL-terminated path in `path`; open has no other preconditions.
+    let fd = unsafe { libc::open(p, libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return !matches!(errno(), libc::ENOENT | libc::ESRCH);
     }
@@ -69,11 +154,7 @@ pub(super) fn why_not_stopped(tid: i32) -> String {
             .find_map(|l| l.strip_prefix(name))
             .map(|v| v.trim().to_string())
     };
-    let bit = 1u64 << (stop_signal() - 1);
-    let blocked = field("SigBlk:")
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .is_some_and(|m| m & bit != 0);
-    if blocked {
+    if blocks_signal(tid, stop_signal()) {
         return format!("it blocks the stop signal {}", stop_signal());
     }
     let state = field("State:").unwrap_or_else(|| "unknown".into());

@@ -20,11 +20,18 @@ use super::stop_handler::{
     GONE, PHASE_BITS, RELEASED, SIGNALLED, STOP_EVENTS, STOPPED, Table, enc, futex_wait_timeout,
     futex_wake, install_handler, table_with_capacity,
 };
-use super::tasks::{TaskDir, count_tasks, errno, task_alive, why_not_stopped};
+use super::tasks::{
+    TaskDir, count_tasks, describe_task, errno, parked_blocking, task_alive, why_not_stopped,
+};
 use crate::code_error::CodeError;
 
 /// How long a thread may take to stop before the operation is refused.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a thread may keep the stop signal blocked before it is named and
+/// the operation refused. Threads block every signal for a moment in normal
+/// operation (`pthread_create`, `fork`), so one look is not enough; a thread in
+/// `sigwait` blocks it for good.
+const BLOCKED_GRACE: Duration = Duration::from_millis(40);
 /// How long the controller sleeps between checks while waiting for threads.
 const POLL_NS: libc::c_long = 500_000;
 
@@ -123,6 +130,7 @@ enum Round {
     Stable,
     Overflow,
     NotStopped { tid: i32, waited: Duration },
+    Blocked { tid: i32 },
     Failed(&'static str, i32),
 }
 
@@ -132,13 +140,18 @@ enum Round {
 /// While threads are stopped the caller must not allocate, log, or take any lock
 /// another thread may hold: a stopped thread may hold it.
 ///
-/// Refuses with [`CodeError::ThreadNotStopped`] if a thread does not enter the
-/// handler in time (it blocks the signal, or is stopped by a debugger), and with
-/// [`CodeError::SignalInUse`] if the application owns the stop signal.
+/// Before stopping anyone, refuses with [`CodeError::ThreadBlocksStopSignal`]
+/// if threads keep the stop signal blocked (the `sigwait` pattern), naming them;
+/// a thread that blocks it only later is noticed while waiting and refused the
+/// same way within [`BLOCKED_GRACE`] or so. Refuses with
+/// [`CodeError::ThreadNotStopped`] if a thread does not enter the handler in time
+/// (stopped by a debugger), and with [`CodeError::SignalInUse`] if the
+/// application owns the stop signal.
 pub fn stop_other_threads() -> Result<StoppedThreads, CodeError> {
     let session = SESSION.lock().unwrap_or_else(|e| e.into_inner());
     install_handler()?;
     let task_dir = TaskDir::open()?;
+    refuse_blocking_threads(&task_dir)?;
     let mut capacity = count_tasks().unwrap_or(0) * 2 + 16;
     loop {
         let table = table_with_capacity(capacity);
@@ -170,6 +183,13 @@ pub fn stop_other_threads() -> Result<StoppedThreads, CodeError> {
                     reason: why_not_stopped(tid),
                 });
             }
+            Round::Blocked { tid } => {
+                release_slots(table, generation, used);
+                return Err(CodeError::ThreadBlocksStopSignal {
+                    threads: describe_task(tid),
+                    signal: stop_signal(),
+                });
+            }
             Round::Failed(call, errno) => {
                 release_slots(table, generation, used);
                 return Err(CodeError::Os {
@@ -179,6 +199,47 @@ pub fn stop_other_threads() -> Result<StoppedThreads, CodeError> {
             }
         }
     }
+}
+
+/// Refuses with [`CodeError::ThreadBlocksStopSignal`] when threads stay asleep
+/// with the stop signal blocked (they would never stop), naming them. Cheap when
+/// none does (one look at each thread's status): call it before expensive work
+/// that ends in [`stop_other_threads`], which checks again.
+pub fn check_threads_take_stop_signal() -> Result<(), CodeError> {
+    refuse_blocking_threads(&TaskDir::open()?)
+}
+
+/// Names the threads that stay asleep with the stop signal blocked for
+/// [`BLOCKED_GRACE`] (a thread seen running, or with the signal unblocked, at any
+/// look is let go). Runs before any thread is stopped (it allocates).
+fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    let signal = stop_signal();
+    let parked = |tid: i32| parked_blocking(tid, signal).1;
+    let mut blocking = Vec::new();
+    dir.for_each_tid(|tid| {
+        if tid != me && parked(tid) {
+            blocking.push(tid);
+        }
+    })
+    .map_err(|errno| CodeError::Os {
+        call: "getdents64 /proc/self/task",
+        source: std::io::Error::from_raw_os_error(errno),
+    })?;
+    let start = Instant::now();
+    while !blocking.is_empty() && start.elapsed() < BLOCKED_GRACE {
+        std::thread::sleep(Duration::from_millis(2));
+        blocking.retain(|&tid| task_alive(tid) && parked(tid));
+    }
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    let threads: Vec<String> = blocking.into_iter().map(describe_task).collect();
+    Err(CodeError::ThreadBlocksStopSignal {
+        threads: threads.join(", "),
+        signal,
+    })
 }
 
 fn stop_rounds(table: &Table, generation: u32, dir: &TaskDir, used: &mut usize) -> Round {
@@ -235,8 +296,10 @@ fn stop_rounds(table: &Table, generation: u32, dir: &TaskDir, used: &mut usize) 
         if overflow {
             return Round::Overflow;
         }
-        if let Err((tid, waited)) = wait_stopped(table, generation, *used) {
-            return Round::NotStopped { tid, waited };
+        match wait_stopped(table, generation, *used) {
+            Ok(()) => {}
+            Err(Pending::Blocked(tid)) => return Round::Blocked { tid },
+            Err(Pending::Late(tid, waited)) => return Round::NotStopped { tid, waited },
         }
         if !found_new {
             return Round::Stable;
@@ -244,11 +307,22 @@ fn stop_rounds(table: &Table, generation: u32, dir: &TaskDir, used: &mut usize) 
     }
 }
 
+/// A thread that did not stop.
+enum Pending {
+    /// It has kept the stop signal blocked for [`BLOCKED_GRACE`].
+    Blocked(i32),
+    /// It did not stop within [`STOP_DEADLINE`] (waited this long).
+    Late(i32, Duration),
+}
+
 /// Waits until every signalled slot has stopped or its thread is gone.
-fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), (i32, Duration)> {
+/// Allocation-free.
+fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), Pending> {
     let signalled = enc(generation, SIGNALLED);
     let start = Instant::now();
     let mut spins: u32 = 0;
+    // The pending thread seen asleep with the signal blocked, and since when.
+    let mut parked_since: Option<(i32, Instant)> = None;
     loop {
         let events = STOP_EVENTS.load(Ordering::Acquire);
         let mut pending = None;
@@ -271,8 +345,20 @@ fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), (i32,
                 );
                 continue;
             }
+            if parked_blocking(tid, stop_signal()).1 {
+                match parked_since {
+                    Some((t, since)) if t == tid => {
+                        if since.elapsed() > BLOCKED_GRACE {
+                            return Err(Pending::Blocked(tid));
+                        }
+                    }
+                    _ => parked_since = Some((tid, Instant::now())),
+                }
+            } else {
+                parked_since = None;
+            }
             if start.elapsed() > STOP_DEADLINE {
-                return Err((tid, start.elapsed()));
+                return Err(Pending::Late(tid, start.elapsed()));
             }
         }
         // Sleep until a handler reports a stop (or a short timeout, to notice

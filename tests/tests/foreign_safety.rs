@@ -1,0 +1,167 @@
+//! Foreign patches that would break the host are refused before any code is
+//! written: callers optimised with inter-procedural register allocation, and
+//! threads that never take the stop signal.
+
+use fixture_host::{
+    c_answer, c_ipa_caller, c_ipa_formats_caller, c_label, ipa_caller_model,
+    ipa_formats_caller_model,
+};
+use hotfix_core::{ApplyOptions, CodeError, Error, Runtime};
+use hotfix_tests::{build_patch, serial};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+fn leaf(x: i64) -> i64 {
+    let t = (x * 3 + 1) ^ (x >> 7);
+    (t + (x << 3)) * 5 + (x >> 3)
+}
+
+#[test]
+fn a_local_leaf_whose_o2_caller_keeps_registers_is_refused_naming_them() {
+    let _g = serial();
+    let args = (3, 5, 7, 11);
+    let expected = ipa_caller_model(args.0, args.1, args.2, args.3, leaf);
+    assert_eq!(c_ipa_caller(args.0, args.1, args.2, args.3), expected);
+
+    let err = Runtime::global()
+        .apply(build_patch("ipa_leaf"))
+        .expect_err("refused");
+    let Error::Foreign { source, .. } = &err else {
+        panic!("not a foreign refusal: {err}");
+    };
+    let CodeError::CallersMayKeepRegisters {
+        symbol, registers, ..
+    } = source.as_ref()
+    else {
+        panic!("not the register refusal: {err}");
+    };
+    assert_eq!(symbol, "fixture_ipa_leaf");
+    // The -O2 caller keeps its values in caller-saved registers the leaf never
+    // writes; at least those four are named (GCC 12 picks r8, r9, rsi, rcx).
+    assert!(
+        registers
+            .split(", ")
+            .filter(|r| !r.starts_with("xmm"))
+            .count()
+            >= 4,
+        "{registers}"
+    );
+    assert!(err.to_string().contains("-fipa-ra"), "{err}");
+    assert_eq!(c_ipa_caller(args.0, args.1, args.2, args.3), expected);
+    assert!(Runtime::global().status().patches.is_empty());
+}
+
+#[test]
+fn a_hidden_function_that_calls_out_is_patched_and_its_o2_caller_stays_right() {
+    let _g = serial();
+    let original = |x: i64| format!("{x}").len() as i64 + x;
+    let fixed = |x: i64| format!("[{x}]").len() as i64 + 2 * x;
+    for (x, y) in [(1, 2), (-40, 9), (123_456, -7)] {
+        assert_eq!(
+            c_ipa_formats_caller(x, y),
+            ipa_formats_caller_model(x, y, original)
+        );
+    }
+    Runtime::global()
+        .apply(build_patch("ipa_formats"))
+        .expect("applied: the callee clobbers every caller-saved register already");
+    for (x, y) in [(1, 2), (-40, 9), (123_456, -7)] {
+        assert_eq!(
+            c_ipa_formats_caller(x, y),
+            ipa_formats_caller_model(x, y, fixed)
+        );
+    }
+    Runtime::global().revert_newest().expect("revert");
+    assert_eq!(
+        c_ipa_formats_caller(1, 2),
+        ipa_formats_caller_model(1, 2, original)
+    );
+}
+
+/// A thread that blocks every signal and waits, as a `sigwait` loop does.
+struct SignalBlocker {
+    tid: Arc<AtomicI32>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalBlocker {
+    fn start() -> Self {
+        let tid = Arc::new(AtomicI32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (tid.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("sigwaiter".into())
+            .spawn(move || {
+                // SAFETY: a zeroed sigset_t is valid storage; sigfillset fills it;
+                // pthread_sigmask changes only this thread's mask.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+                    t.store(libc::syscall(libc::SYS_gettid) as i32, Ordering::Release);
+                }
+                while !s.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+            .expect("spawn");
+        while tid.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        Self {
+            tid,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for SignalBlocker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn a_thread_blocking_every_signal_refuses_a_foreign_apply_at_once_naming_it() {
+    let _g = serial();
+    // Both C functions the patch replaces are linked into this binary.
+    assert_eq!((c_answer(2), c_label().as_str()), (46, "original 7"));
+    let patch = Runtime::global()
+        .load(build_patch("foreign_good"))
+        .expect("load");
+    let blocker = SignalBlocker::start();
+    let tid = blocker.tid.load(Ordering::Acquire);
+    // Let it reach its sleep with the mask in force.
+    std::thread::sleep(Duration::from_millis(20));
+
+    let start = Instant::now();
+    let err = Runtime::global()
+        .apply_loaded(&patch, ApplyOptions::default())
+        .expect_err("refused");
+    let took = start.elapsed();
+    let Error::Foreign { source, .. } = &err else {
+        panic!("not a foreign refusal: {err}");
+    };
+    let CodeError::ThreadBlocksStopSignal { threads, .. } = source.as_ref() else {
+        panic!("not the blocked-signal refusal: {err}");
+    };
+    assert!(threads.contains(&format!("{tid} (sigwaiter)")), "{threads}");
+    assert!(took < Duration::from_millis(100), "refused after {took:?}");
+    assert_eq!(c_answer(2), 46, "nothing was written");
+    assert!(Runtime::global().status().patches.is_empty());
+
+    // Once the thread is gone, the same patch applies.
+    drop(blocker);
+    Runtime::global()
+        .apply_loaded(&patch, ApplyOptions::default())
+        .expect("applies without the blocking thread");
+    assert_eq!(c_answer(2), 1002);
+    Runtime::global().revert_newest().expect("revert");
+    assert_eq!(c_answer(2), 46);
+}

@@ -1,0 +1,145 @@
+//! Hooks and code writes are ordered so that a failure anywhere leaves the host
+//! as before, hooks included, or says exactly what state it is in.
+
+use fixture_host::{HOOK_MODE, HOOK_STATE, c_answer};
+use hotfix_core::{CodeError, Error, Runtime};
+use hotfix_tests::{build_patch, serial};
+use std::sync::atomic::Ordering;
+
+fn reset() {
+    HOOK_MODE.store(0, Ordering::SeqCst);
+    HOOK_STATE.store(0, Ordering::SeqCst);
+    assert_eq!(c_answer(2), 46);
+}
+
+#[test]
+fn a_code_write_failing_after_on_apply_runs_on_revert_and_leaves_the_host_as_before() {
+    let _g = serial();
+    reset();
+    let patch = build_patch("hooked_foreign");
+    HOOK_MODE.store(1, Ordering::SeqCst);
+    let err = Runtime::global()
+        .apply(&patch)
+        .expect_err("the write fails");
+    HOOK_MODE.store(0, Ordering::SeqCst);
+    let Error::AfterApplyHook { source, hook, .. } = &err else {
+        panic!("not an after-hook failure: {err}");
+    };
+    assert!(
+        matches!(
+            source.as_ref(),
+            Error::Foreign { source, .. } if matches!(source.as_ref(), CodeError::ThreadBlocksStopSignal { .. })
+        ),
+        "{err}"
+    );
+    assert!(hook.contains("on_revert ran and undid it"), "{hook}");
+    assert_eq!(
+        HOOK_STATE.load(Ordering::SeqCst),
+        0,
+        "on_apply's effect undone"
+    );
+    assert_eq!(c_answer(2), 46, "no code written");
+    assert!(Runtime::global().status().patches.is_empty());
+    // Once the blocking thread has gone, the same patch applies.
+    std::thread::sleep(std::time::Duration::from_millis(450));
+    Runtime::global().apply(&patch).expect("apply");
+    assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (2002, 1));
+    Runtime::global().revert_newest().expect("revert");
+    assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (46, 0));
+}
+
+#[test]
+fn a_revert_whose_code_write_fails_keeps_the_patch_and_does_not_run_on_revert() {
+    let _g = serial();
+    reset();
+    let patch = build_patch("hooked_foreign");
+    Runtime::global().apply(&patch).expect("apply");
+    assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (2002, 1));
+
+    // A thread that blocks every signal: no code can be written now.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let blocker = std::thread::Builder::new()
+        .name("blocker".into())
+        .spawn(move || {
+            // SAFETY: a zeroed sigset_t is valid storage; sigfillset fills it;
+            // pthread_sigmask changes only this thread's mask.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+            }
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.recv();
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let err = Runtime::global().revert_newest().expect_err("refused");
+    assert!(err.to_string().contains("(blocker)"), "{err}");
+    assert_eq!(
+        (c_answer(2), HOOK_STATE.load(Ordering::SeqCst)),
+        (2002, 1),
+        "still applied, hook not run"
+    );
+    assert_eq!(Runtime::global().status().patches.len(), 1);
+    drop(stop_tx);
+    blocker.join().unwrap();
+
+    Runtime::global().revert_newest().expect("revert");
+    assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (46, 0));
+}
+
+#[test]
+fn a_failing_on_revert_is_reported_with_the_patch_reverted() {
+    let _g = serial();
+    reset();
+    let patch = build_patch("hooked_foreign");
+    Runtime::global().apply(&patch).expect("apply");
+    HOOK_MODE.store(2, Ordering::SeqCst);
+    let err = Runtime::global().revert_newest().expect_err("hook fails");
+    HOOK_MODE.store(0, Ordering::SeqCst);
+    assert!(
+        matches!(&err, Error::RevertHookFailed { reason, .. } if reason == "told to fail"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("IS reverted"), "{err}");
+    assert_eq!(c_answer(2), 46, "the patch's code no longer runs");
+    assert!(Runtime::global().status().patches.is_empty());
+}
+
+#[test]
+fn a_veto_runs_after_every_check_and_before_any_write() {
+    let _g = serial();
+    reset();
+    let loaded = Runtime::global()
+        .load(build_patch("hooked_foreign"))
+        .expect("load");
+    // A thread asleep with every signal blocked exists BEFORE the apply: the
+    // plan refuses the patch, before its hook.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let blocker = std::thread::spawn(move || {
+        // SAFETY: as above.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
+        ready_tx.send(()).unwrap();
+        let _ = stop_rx.recv();
+    });
+    ready_rx.recv().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let err = Runtime::global()
+        .apply_loaded(&loaded, Default::default())
+        .expect_err("refused by a check");
+    drop(stop_tx);
+    blocker.join().unwrap();
+    assert!(matches!(err, Error::Foreign { .. }), "{err}");
+    assert_eq!(
+        HOOK_STATE.load(Ordering::SeqCst),
+        0,
+        "on_apply never ran for a patch refused by a check"
+    );
+    assert_eq!(c_answer(2), 46);
+}
