@@ -111,6 +111,34 @@
 //! duration of those stores. Patch libraries are never unloaded: reverted
 //! libraries stay mapped, since a thread may still be running their code, and a
 //! patch applied again reuses its library.
+//!
+//! # Hooks
+//!
+//! `on_apply` runs after every check (foreign functions resolved, planned and
+//! checked) and before any write; it may veto. If writing code then fails,
+//! `on_revert` runs to undo what `on_apply` did, and the error says so. A
+//! revert writes code first (if that fails the patch stays applied and
+//! `on_revert` does not run), then runs `on_revert`; a failing `on_revert` is
+//! reported ([`Error::RevertHookFailed`]) with the patch reverted.
+//!
+//! # Foreign functions: what patching them asks of the process
+//!
+//! Foreign code is written while every other thread is held in a handler of
+//! the signal `SIGRTMAX-3`, outside the bytes being written:
+//! - the application must not install its own handler for that signal, and
+//!   no thread may keep it blocked (a `sigwait` thread must leave it out of its
+//!   mask): such threads are named and the apply refused at once;
+//! - `poll`, `epoll_wait`, `select`, `nanosleep` and a few other calls return
+//!   `EINTR` early in a held thread, as for any signal (the others restart:
+//!   the handler uses `SA_RESTART`); Rust's `std` and tokio retry them;
+//! - a `static` or hidden C function whose code leaves caller-saved registers
+//!   untouched is refused: its callers, compiled with GCC's `-fipa-ra` (on at
+//!   `-O2`) or LTO, may keep values in those registers across the call, and a
+//!   replacement may clobber them. The decision is made from the decoded
+//!   function, not from a flag. Global functions with default visibility are
+//!   taken as interposable (what `-fPIC` code, the `cc` crate's default,
+//!   assumes); a C executable compiled with `-fPIE -O2` may apply the same
+//!   optimisation to them, and that is not detected.
 
 pub mod abi;
 mod alloc_bridge;

@@ -154,3 +154,34 @@ pub fn coalesced_maps(maps: &str, needle: &str) -> Vec<(u64, u64, String, String
     }
     out
 }
+
+/// Counts calls that saw the new code, so a patcher can wait until the code it
+/// made live was really run before it reverts: a torture test then proves the
+/// patch went live in every cycle, not only that nothing broke.
+#[derive(Default)]
+pub struct NewSeen(std::sync::atomic::AtomicU64);
+
+impl NewSeen {
+    /// Records one call that saw the new code.
+    pub fn saw_new(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Calls that saw the new code so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (yielding) until some call saw the new code after `count()` was
+    /// `before`; false if none did within `timeout`.
+    pub fn wait_after(&self, before: u64, timeout: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.count() == before {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+}

@@ -10,6 +10,26 @@
 //! While threads are stopped the controller allocates nothing and takes no lock a
 //! stopped thread might hold (the allocator's, the loader's, stdio's): it only
 //! makes system calls and touches memory prepared beforehand.
+//!
+//! A thread that keeps the stop signal blocked (a `sigwait` loop) would never
+//! stop: such threads are found from `SigBlk` in `/proc/self/task/*/status`
+//! before anyone is stopped and named in the refusal; one that blocks it later
+//! is noticed while waiting. A thread blocks every signal for a moment in normal
+//! operation (a new thread before it first runs, `posix_spawn`), so only a
+//! thread seen asleep with the signal blocked for [`BLOCKED_GRACE`] is refused.
+//!
+//! # Interrupted system calls
+//!
+//! The handler is installed with `SA_RESTART`, so `read`, `write`, `accept`,
+//! `recv`, `send`, `connect`, `wait` and futex waits (mutexes, condition
+//! variables) in the stopped threads resume as if nothing happened. The kernel
+//! never restarts some calls after any handler, whatever the flags (`signal(7)`):
+//! `poll`, `ppoll`, `select`, `epoll_wait`, `nanosleep`, `clock_nanosleep`,
+//! `sigtimedwait`, `io_getevents`, System V IPC waits and socket calls with
+//! `SO_RCVTIMEO`/`SO_SNDTIMEO`. Those return `EINTR` early in a stopped thread,
+//! as they do for any signal. Rust's `std::thread::sleep` and `std::io`'s
+//! `read_exact`/`write_all` retry, and mio/tokio retry `epoll_wait`; C code that
+//! calls them must retry on `EINTR`, as POSIX already requires.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
