@@ -18,6 +18,56 @@ pub enum Error {
     #[error("refusing patch {path}: {reason}")]
     Insecure { path: PathBuf, reason: String },
 
+    /// The file is larger than the runtime reads.
+    #[error(
+        "refusing patch {path}: it is {size} bytes, over the limit of {limit} bytes; a patch is far smaller (raise the limit with Runtime::set_max_patch_size if this one is real)"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    /// The file lives on a file system whose files are not plain stored bytes.
+    #[error(
+        "refusing patch {path}: it is on {fs}, not an ordinary file system; copy the patch to a normal directory"
+    )]
+    PseudoFileSystem { path: PathBuf, fs: &'static str },
+
+    /// Reading gave other than the size the kernel reported.
+    #[error(
+        "refusing patch {path}: the kernel reports {reported} bytes but reading gave {read}: not a plain file, or it changed while read; copy the patch to a normal directory"
+    )]
+    UntruthfulSize {
+        path: PathBuf,
+        reported: u64,
+        read: u64,
+    },
+
+    /// A library the patch needs, or a directory it makes the loader search,
+    /// could be changed by someone else, or cannot be found.
+    #[error(
+        "refusing patch {path}: it needs library {library}: {reason}; fix the library's location or permissions, or rebuild the patch without it"
+    )]
+    UnsafeDependency {
+        path: PathBuf,
+        library: String,
+        reason: String,
+    },
+
+    /// The host trusts signing keys and the patch's signature is missing,
+    /// broken, or from another key.
+    #[error("refusing patch {path}: {reason}")]
+    SignatureRefused { path: PathBuf, reason: String },
+
+    /// A key or signature file could not be used.
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+
+    /// Signing could not be done.
+    #[error("signing failed: {reason}")]
+    Signing { reason: String },
+
     /// Reading or copying the file failed.
     #[error("cannot read patch {path}: {source}")]
     Io {

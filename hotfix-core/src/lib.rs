@@ -143,6 +143,7 @@
 pub mod abi;
 mod alloc_bridge;
 mod code;
+mod digest;
 mod error;
 mod fingerprint;
 mod foreign_patch;
@@ -151,6 +152,7 @@ mod loader;
 mod panic_bridge;
 mod private;
 mod runtime;
+pub mod signing;
 mod status;
 
 #[doc(hidden)]
@@ -169,9 +171,10 @@ pub mod __private {
 
 pub use abi::Shared;
 pub use code_error::CodeError;
+pub use digest::Digest;
 pub use error::{Error, LeftChanged, Result};
 pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, patchable, shared};
-pub use loader::{LoadedPatch, PatchId};
+pub use loader::{DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId};
 pub use panic_bridge::message_of as panic_message;
 pub use runtime::{ApplyOptions, Runtime, Strategy};
 pub use status::{FunctionStatus, PatchStatus, Status};

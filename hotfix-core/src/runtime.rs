@@ -1,8 +1,10 @@
 //! The stack of applied patches, and the one place that changes slots.
 
 use crate::abi::FnDesc;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::loader::{self, LoadedPatch, PatchId};
+use crate::loader::{self, DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId};
+use crate::signing::PublicKey;
 use crate::status::{FunctionStatus, PatchStatus, Status};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -36,17 +38,31 @@ struct Applied {
 struct State {
     /// Bottom to top.
     stack: Vec<Applied>,
-    /// Every library ever loaded, by content hash: they are never unloaded, and
+    /// Every library ever loaded, by SHA-256: they are never unloaded, and
     /// applying the same bytes again reuses the library.
-    loaded: HashMap<u64, Arc<LoadedPatch>>,
+    loaded: HashMap<Digest, Arc<LoadedPatch>>,
     /// Foreign functions and entries currently rewritten.
     code: crate::code::CodeState,
+}
+
+/// What the runtime accepts to load.
+struct Policy {
+    /// Largest patch file read.
+    max_size: u64,
+    /// Keys whose signatures are accepted.
+    keys: Vec<PublicKey>,
+    /// Whether patches must be signed (a key was trusted, or named in the
+    /// environment even if it could not be read).
+    required: bool,
+    /// Whether "signatures are off" was said.
+    said_unsigned: bool,
 }
 
 /// The hotfix runtime of this process. Applies and reverts are serialised; calls
 /// through slots never wait for them.
 pub struct Runtime {
     state: Mutex<State>,
+    policy: Mutex<Policy>,
 }
 
 impl Runtime {
@@ -55,7 +71,58 @@ impl Runtime {
         static RUNTIME: OnceLock<Runtime> = OnceLock::new();
         RUNTIME.get_or_init(|| Runtime {
             state: Mutex::new(State::default()),
+            policy: Mutex::new({
+                let (keys, required) = keys_from_env();
+                Policy {
+                    max_size: DEFAULT_MAX_PATCH_SIZE,
+                    keys,
+                    required,
+                    said_unsigned: false,
+                }
+            }),
         })
+    }
+
+    fn policy(&self) -> MutexGuard<'_, Policy> {
+        self.policy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the largest patch file the runtime reads (default
+    /// [`DEFAULT_MAX_PATCH_SIZE`], 256 MiB); larger files are refused unread.
+    pub fn set_max_patch_size(&self, bytes: u64) {
+        self.policy().max_size = bytes;
+    }
+
+    /// Trusts `key`: from now on only patches signed by a trusted key load
+    /// (see [`crate::signing`]).
+    pub fn trust_key(&self, key: PublicKey) {
+        let mut p = self.policy();
+        p.required = true;
+        if !p.keys.contains(&key) {
+            tracing::info!(key = %key.id(), "trusting patches signed by this key");
+            p.keys.push(key);
+        }
+    }
+
+    /// Checks the signature of a read patch where keys are trusted; says once
+    /// that signatures are off where none is.
+    fn check_signature(&self, checked: &loader::CheckedFile) -> Result<()> {
+        let keys = {
+            let mut p = self.policy();
+            if !p.required {
+                if !p.said_unsigned {
+                    p.said_unsigned = true;
+                    tracing::warn!(
+                        "patch signatures are off: no trusted key is configured (Runtime::trust_key or HOTFIX_TRUSTED_KEYS); any patch that passes the checks is applied"
+                    );
+                }
+                return Ok(());
+            }
+            p.keys.clone()
+        };
+        let signer = crate::signing::verify(&checked.source, &checked.digest, &keys)?;
+        tracing::info!(file = %checked.source.display(), digest = %checked.digest, key = %signer, "patch signature verified");
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -67,13 +134,15 @@ impl Runtime {
     /// Loads and checks a patch without applying it. The file checks run every
     /// time; bytes loaded before reuse the library loaded then.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedPatch>> {
-        let checked = loader::check(path.as_ref())?;
-        if let Some(p) = self.lock().loaded.get(&checked.hash) {
+        let max = self.policy().max_size;
+        let checked = loader::check(path.as_ref(), max)?;
+        self.check_signature(&checked)?;
+        if let Some(p) = self.lock().loaded.get(&checked.digest) {
             return Ok(p.clone());
         }
         let patch = loader::load(checked)?;
         let mut state = self.lock();
-        Ok(state.loaded.entry(patch.hash).or_insert(patch).clone())
+        Ok(state.loaded.entry(patch.digest).or_insert(patch).clone())
     }
 
     /// Loads, checks and applies a patch file with the slot strategy.
@@ -102,7 +171,7 @@ impl Runtime {
     ) -> Result<PatchStatus> {
         let mut state = self.lock();
         for a in &state.stack {
-            let why = if a.patch.hash == patch.hash {
+            let why = if a.patch.digest == patch.digest {
                 Some("the same file")
             } else if a.patch.name == patch.name && a.patch.version == patch.version {
                 Some("same name and version")
@@ -163,6 +232,7 @@ impl Runtime {
         tracing::info!(
             patch = %patch_label(patch),
             id = %patch.id,
+            digest = %patch.digest,
             strategy = ?opts.strategy,
             functions = ?status.targets,
             foreign = ?status.foreign,
@@ -222,6 +292,7 @@ impl Runtime {
         tracing::info!(
             patch = %patch_label(&patch),
             id = %patch.id,
+            digest = %patch.digest,
             functions = ?status.targets,
             foreign = ?status.foreign,
             "patch reverted"
@@ -293,6 +364,7 @@ fn patch_status(a: &Applied) -> PatchStatus {
         id: a.patch.id,
         name: a.patch.name.clone(),
         version: a.patch.version.clone(),
+        digest: a.patch.digest,
         source: a.patch.source.clone(),
         strategy: a.strategy,
         targets: a.patch.targets().into_iter().map(str::to_owned).collect(),
@@ -322,4 +394,23 @@ fn relink<'a>(stack: &[Applied], targets: impl Iterator<Item = &'a FnDesc>) {
         }
         f.slot.store(live as *mut (), Ordering::Release);
     }
+}
+
+/// Keys named by `HOTFIX_TRUSTED_KEYS` (public key files separated by `:`),
+/// and whether any was named: a file that cannot be read is logged and trusts
+/// nothing, but still makes the host require signatures.
+fn keys_from_env() -> (Vec<PublicKey>, bool) {
+    let Some(list) = std::env::var_os("HOTFIX_TRUSTED_KEYS") else {
+        return (Vec::new(), false);
+    };
+    let mut keys = Vec::new();
+    let mut named = false;
+    for p in std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()) {
+        named = true;
+        match PublicKey::read(&p) {
+            Ok(k) => keys.push(k),
+            Err(e) => tracing::error!(error = %e, "HOTFIX_TRUSTED_KEYS: key not trusted"),
+        }
+    }
+    (keys, named)
 }

@@ -13,6 +13,8 @@ pub struct PatchStatus {
     pub name: String,
     /// Its version.
     pub version: String,
+    /// The SHA-256 of its file: its identity.
+    pub digest: crate::Digest,
     /// The file it was loaded from.
     pub source: PathBuf,
     /// How it was applied.

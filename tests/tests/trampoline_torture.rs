@@ -131,12 +131,19 @@ fn check(name: &str, run: &Run, floor: u32) {
         write_stats()
     );
     assert_eq!(run.bad, 0, "{name}: bad results");
-    assert!(run.cycles >= floor, "{name}: only {} cycles (floor {floor})", run.cycles);
+    assert!(
+        run.cycles >= floor,
+        "{name}: only {} cycles (floor {floor})",
+        run.cycles
+    );
     assert_eq!(
         run.windows_seen, run.cycles,
         "{name}: the new code was not seen in every cycle"
     );
-    assert!(run.calls > u64::from(run.cycles), "{name}: callers made no progress");
+    assert!(
+        run.calls > u64::from(run.cycles),
+        "{name}: callers made no progress"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! back an already-loaded library for the same inode), and keeps a rebuild of the
 //! patch from rewriting code that is mapped and running.
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use std::fs;
 use std::io::Read;
@@ -18,9 +19,12 @@ pub(crate) struct CheckedFile {
     pub source: PathBuf,
     /// The bytes that were checked (and are the only ones ever loaded).
     pub bytes: Vec<u8>,
-    /// Content hash of the bytes.
-    pub hash: u64,
+    /// SHA-256 of the bytes.
+    pub digest: Digest,
 }
+
+/// The default largest patch file the runtime reads: 256 MiB.
+pub const DEFAULT_MAX_PATCH_SIZE: u64 = 256 << 20;
 
 fn insecure(path: &Path, reason: String) -> Error {
     Error::Insecure {
@@ -30,7 +34,7 @@ fn insecure(path: &Path, reason: String) -> Error {
 }
 
 /// Refuses a file or directory that anyone but its owner may write.
-fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
+pub(crate) fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(insecure(
@@ -61,8 +65,8 @@ fn check_mode(path: &Path, meta: &fs::Metadata, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks `path` and reads it. Nothing is loaded.
-pub(crate) fn check(path: &Path) -> Result<CheckedFile> {
+/// Checks `path` and reads it, at most `max_size` bytes. Nothing is loaded.
+pub(crate) fn check(path: &Path, max_size: u64) -> Result<CheckedFile> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -90,36 +94,81 @@ pub(crate) fn check(path: &Path) -> Result<CheckedFile> {
     let dir_meta = fs::metadata(dir).map_err(io)?;
     check_mode(dir, &dir_meta, "the patch's directory")?;
 
-    let mut file = fs::File::open(&source).map_err(io)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&source)
+        .map_err(io)?;
     let opened = file.metadata().map_err(io)?;
-    if opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+    if opened.ino() != meta.ino() || opened.dev() != meta.dev() || !opened.is_file() {
         return Err(insecure(
             &source,
             "the file was replaced while it was being checked".into(),
         ));
     }
-    let mut bytes = Vec::with_capacity(opened.len() as usize);
-    file.read_to_end(&mut bytes).map_err(io)?;
-    let hash = content_hash(&bytes);
+    if let Some(fs) = pseudo_file_system(&file) {
+        return Err(Error::PseudoFileSystem { path: source, fs });
+    }
+    let reported = opened.len();
+    if reported > max_size {
+        return Err(Error::TooLarge {
+            path: source,
+            size: reported,
+            limit: max_size,
+        });
+    }
+    // Read one byte more than reported: a file that yields more (or less) than
+    // its size is not plain stored bytes.
+    let mut bytes = Vec::with_capacity(reported as usize);
+    (&file)
+        .take(reported + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 != reported {
+        return Err(Error::UntruthfulSize {
+            path: source,
+            reported,
+            read: bytes.len() as u64,
+        });
+    }
+    let digest = Digest::of(&bytes);
     Ok(CheckedFile {
         source,
         bytes,
-        hash,
+        digest,
     })
 }
 
-/// A 64-bit content hash (FNV-1a over 8-byte words), to recognise a file.
-fn content_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+/// The name of the pseudo file system `file` lives on (procfs, sysfs and
+/// friends, whose files are generated, not stored), if it does.
+fn pseudo_file_system(file: &fs::File) -> Option<&'static str> {
+    use std::os::fd::AsRawFd;
+    const PSEUDO: &[(i64, &str)] = &[
+        (0x9fa0, "procfs"),
+        (0x6265_6572, "sysfs"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x0027_e0eb, "cgroupfs"),
+        (0x6367_7270, "cgroup2fs"),
+        (0x7363_6673, "securityfs"),
+        (0x6165_676c, "pstore"),
+        (0xcafe_4a11, "bpffs"),
+        (0x6265_6570, "configfs"),
+        (0x6573_5543, "fusectl"),
+        (0xde5e_81e4, "efivarfs"),
+        (0x1cd1, "devpts"),
+        (0xf97c_ff8c, "selinuxfs"),
+        (0x6e73_6673, "nsfs"),
+        (0x5346_414f, "openpromfs"),
+    ];
+    // SAFETY: a zeroed statfs is valid storage for fstatfs to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open for the call; st is valid for writes.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return None;
     }
-    for &b in chunks.remainder() {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    let kind = st.f_type as i64;
+    PSEUDO.iter().find(|(m, _)| *m == kind).map(|(_, n)| *n)
 }
 
 /// The private copy a patch is loaded from: an anonymous, sealed in-memory
@@ -226,14 +275,14 @@ fn private_dir() -> Result<PathBuf> {
 
 /// Writes the checked bytes to a new file in this process's private directory.
 fn file_copy(checked: &CheckedFile) -> Result<PrivateCopy> {
-    let (source, bytes, hash) = (&checked.source, &checked.bytes, checked.hash);
+    let (source, bytes, digest) = (&checked.source, &checked.bytes, checked.digest.short());
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let stem = source
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "patch".into());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let copy = private_dir()?.join(format!("{stem}-{hash:016x}-{n}.so"));
+    let copy = private_dir()?.join(format!("{stem}-{digest}-{n}.so"));
     let io = |source| Error::Io {
         path: copy.clone(),
         source,

@@ -1,21 +1,50 @@
-//! Loading a patch: every check, in order, before anything is swapped.
+//! Loading a patch: every check, in order, before anything of it runs.
 //!
-//! 1. the file (permissions, owner, kind) and its private copy;
-//! 2. its ELF (complete, x86-64, a registry of our format, no private copies of
-//!    host statics or thread-locals);
-//! 3. `dlopen` of the copy, then the registry header and build fingerprint;
-//! 4. every entry against the host (target exists, signature and body
-//!    fingerprints, no duplicates), the patch's calls into host functions and its
-//!    shared statics;
-//! 5. binding: the patch gets the host's allocator, panics, statics and slots.
+//! Decided from the file's bytes, before `dlopen`:
+//! 1. the file: regular, on an ordinary file system, owned by this user or
+//!    root, writable by its owner only (and its directory), at most the size
+//!    limit, read with that bound; its SHA-256 is its identity
+//!    ([`file_check`]);
+//! 2. its ELF: complete, x86-64, a registry of our format, no private copies of
+//!    host statics or thread-locals;
+//! 3. the registry, parsed from the file ([`static_registry`]): magic, format,
+//!    size, build fingerprint (compiler, target, panic strategy,
+//!    `debug_assertions`, target features, hotfix ABI) first; then name,
+//!    version, every list, every function pointer (into the patch's code), every
+//!    string (bounded, UTF-8), all through the file's relocations;
+//! 4. every replacement against the host (target exists, signature and body
+//!    fingerprints, no duplicates), the patch's copies of host functions and its
+//!    shared statics, its foreign symbols (each found in the process);
+//! 5. the libraries and search paths the patch makes the loader use
+//!    ([`needed`]).
+//!
+//! Where the runtime trusts signing keys, the signature is checked before any
+//! of this parses the file ([`crate::signing`]).
+//!
+//! Only after all of that, `dlopen` of a sealed in-memory copy of exactly the
+//! checked bytes. What can only be checked afterwards, and why:
+//! - that the loaded library holds what the file said ([`registry`]): the
+//!   dynamic loader applies the relocations, so their result exists only once
+//!   loaded; every region the parse read is compared byte for byte, and the
+//!   lists the registry's accessors return must be the parsed ones;
+//! - that the patch made no allocation before it was bound to the host's
+//!   allocator: only its constructors, run by `dlopen`, could have;
+//! - binding: the patch gets the host's allocator, panics, statics and slots.
 //!
 //! A library is never unloaded once `dlopen`ed: code of it may still run.
 
 mod elf_scan;
 mod file_check;
+mod image;
+mod needed;
 mod registry;
+mod static_registry;
+
+pub(crate) use file_check::CheckedFile;
+pub use file_check::DEFAULT_MAX_PATCH_SIZE;
 
 use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::host::{self, HOST_API};
 use std::collections::HashMap;
@@ -46,7 +75,7 @@ pub struct LoadedPatch {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) source: PathBuf,
-    pub(crate) hash: u64,
+    pub(crate) digest: Digest,
     pub(crate) registry: &'static RegistryV1,
     pub(crate) entries: Vec<Resolved>,
     /// Index into `entries` by the target's descriptor address.
@@ -70,6 +99,10 @@ impl LoadedPatch {
     /// The file it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+    /// The SHA-256 of the file's bytes: the patch's identity.
+    pub fn digest(&self) -> Digest {
+        self.digest
     }
     /// Paths of the functions it replaces.
     pub fn targets(&self) -> Vec<&'static str> {
@@ -97,21 +130,24 @@ impl std::fmt::Debug for LoadedPatch {
     }
 }
 
-/// Checks a patch file (kind, owner, permissions of file and directory) and
-/// reads it. Nothing is loaded.
-pub(crate) fn check(path: &Path) -> Result<file_check::CheckedFile> {
-    file_check::check(path)
+/// Checks a patch file (kind, owner, permissions of file and directory, size,
+/// file system) and reads at most `max_size` bytes of it. Nothing is loaded.
+pub(crate) fn check(path: &Path, max_size: u64) -> Result<file_check::CheckedFile> {
+    file_check::check(path, max_size)
 }
 
-/// Loads and checks a checked patch file. Nothing of the host changes.
+/// Proves a checked patch file compatible from its bytes alone, then loads it,
+/// proves the loaded library equal to its file, and binds it. Nothing of the
+/// host changes; nothing of the patch runs before every check that the file's
+/// bytes allow has passed.
 pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>> {
     let src = &checked.source;
-    let elf = elf_scan::inspect(src, &checked.bytes)?;
+    let file = elf_scan::inspect(src, &checked.bytes)?;
     let index = host::index();
-    // The patch's own name is not known before dlopen: name it by file here.
+    // The patch's own name is not known yet: name it by file here.
     let file_name = src.display().to_string();
     let shared = index.shared.keys().copied().collect();
-    if let Some(copy) = elf_scan::private_copies(src, &elf, &index.crates, &shared)?
+    if let Some(copy) = elf_scan::private_copies(src, &file, &index.crates, &shared)?
         .into_iter()
         .next()
     {
@@ -126,31 +162,49 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
             },
         });
     }
-    let copy = file_check::private_copy(&checked)?;
-    let opened = registry::open(src, copy.path());
-    // The mapping outlives the copy: nothing is left behind.
-    drop(copy);
-    let registry = opened?;
-    // SAFETY: registry::open checked magic, format, size and build fingerprint:
-    // the strings are RawStr built by the same compiler into the loaded library.
-    let (name, version) = unsafe {
-        (
-            registry.name.to_string_lossy(),
-            registry.version.to_string_lossy(),
-        )
+    let object::File::Elf64(elf) = &file else {
+        return Err(Error::NotSharedObject {
+            path: src.clone(),
+            reason: "not a 64-bit ELF file".into(),
+        });
     };
-    let label = format!("{name} {version}");
-    let entries = resolve_entries(&label, (registry.entries)())?;
-    let foreign = (registry.foreign)();
-    if entries.is_empty() && foreign.is_empty() {
+    let image =
+        image::Image::new(elf, &checked.bytes).map_err(|reason| Error::CorruptRegistry {
+            path: src.clone(),
+            reason,
+        })?;
+    let parsed = static_registry::parse(src, &image)?;
+    let label = format!("{} {}", parsed.name, parsed.version);
+    if parsed.entries.is_empty() && parsed.foreign.is_empty() {
         return Err(Error::EmptyPatch { patch: label });
     }
-    check_host_calls(&label, (registry.host_fns)())?;
-    check_shared(&label, registry)?;
-    bind(&label, registry, &entries)?;
+    let hosts = resolve_entries(&label, &parsed.entries)?;
+    check_host_calls(&label, &parsed.host_fns)?;
+    check_shared(&label, &parsed.shared)?;
+    for f in &parsed.foreign {
+        crate::foreign::find_function(&f.symbol).map_err(|source| Error::Foreign {
+            patch: label.clone(),
+            symbol: f.symbol.clone(),
+            source: Box::new(source),
+        })?;
+    }
+    needed::check(src, elf)?;
+    // ---- every check the file's bytes allow has passed: load it ----
+    let copy = file_check::private_copy(&checked)?;
+    let opened = registry::open(src, copy.path(), &image, &parsed);
+    // The mapping outlives the copy: nothing is left behind.
+    drop(copy);
+    let live = opened?;
+    let entries: Vec<Resolved> = live
+        .entries
+        .iter()
+        .zip(hosts)
+        .map(|(entry, host)| Resolved { entry, host })
+        .collect();
+    bind(&label, &live, &entries)?;
     static IDS: AtomicU64 = AtomicU64::new(1);
     let id = PatchId(IDS.fetch_add(1, Ordering::Relaxed));
-    tracing::debug!(patch = %label, %id, file = %src.display(), "patch loaded and bound");
+    tracing::debug!(patch = %label, %id, digest = %checked.digest, file = %src.display(), "patch loaded and bound");
     let by_target = entries
         .iter()
         .enumerate()
@@ -159,28 +213,31 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
     Ok(Arc::new(LoadedPatch {
         by_target,
         id,
-        name,
-        version,
+        name: parsed.name,
+        version: parsed.version,
         source: checked.source,
-        hash: checked.hash,
-        registry,
+        digest: checked.digest,
+        registry: live.registry,
         entries,
-        foreign,
+        foreign: live.foreign,
     }))
 }
 
-fn resolve_entries(label: &str, entries: &'static [PatchEntry]) -> Result<Vec<Resolved>> {
+fn resolve_entries(
+    label: &str,
+    entries: &[static_registry::ParsedEntry],
+) -> Result<Vec<&'static FnDesc>> {
     let index = host::index();
     let mut seen: HashMap<&str, &str> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
-        let target = entry.meta.path;
-        if let Some(first) = seen.insert(target, entry.location) {
+        let target = entry.meta.path.as_str();
+        if let Some(first) = seen.insert(target, &entry.location) {
             return Err(Error::DuplicateTarget {
                 patch: label.to_owned(),
                 target: target.to_owned(),
                 first: first.to_owned(),
-                second: entry.location.to_owned(),
+                second: entry.location.clone(),
             });
         }
         let Some(&host) = index.fns.get(target) else {
@@ -193,7 +250,7 @@ fn resolve_entries(label: &str, entries: &'static [PatchEntry]) -> Result<Vec<Re
             return Err(Error::SignatureMismatch {
                 patch: label.to_owned(),
                 target: target.to_owned(),
-                patch_sig: entry.meta.signature.to_owned(),
+                patch_sig: entry.meta.signature.clone(),
                 host_sig: host.meta.signature.to_owned(),
             });
         }
@@ -205,29 +262,29 @@ fn resolve_entries(label: &str, entries: &'static [PatchEntry]) -> Result<Vec<Re
                 host_fp: host.meta.body_fp,
             });
         }
-        out.push(Resolved { entry, host });
+        out.push(host);
     }
     Ok(out)
 }
 
 /// The patch's private copies of host `#[patchable]` functions are bound to the
 /// host's live versions; their signatures must be the host's.
-fn check_host_calls(label: &str, copies: &'static [FnDesc]) -> Result<()> {
+fn check_host_calls(label: &str, copies: &[static_registry::ParsedMeta]) -> Result<()> {
     let index = host::index();
     for copy in copies {
-        match index.fns.get(copy.meta.path) {
-            Some(host) if host.meta.sig_fp != copy.meta.sig_fp => {
+        match index.fns.get(copy.path.as_str()) {
+            Some(host) if host.meta.sig_fp != copy.sig_fp => {
                 return Err(Error::HostFunctionMismatch {
                     patch: label.to_owned(),
-                    function: copy.meta.path.to_owned(),
-                    patch_sig: copy.meta.signature.to_owned(),
+                    function: copy.path.clone(),
+                    patch_sig: copy.signature.clone(),
                     host_sig: host.meta.signature.to_owned(),
                 });
             }
             Some(_) => {}
             None => tracing::info!(
                 patch = label,
-                function = copy.meta.path,
+                function = copy.path,
                 "the patch carries a #[patchable] function the host lacks; it runs the patch's own version"
             ),
         }
@@ -235,10 +292,10 @@ fn check_host_calls(label: &str, copies: &'static [FnDesc]) -> Result<()> {
     Ok(())
 }
 
-fn check_shared(label: &str, registry: &RegistryV1) -> Result<()> {
+fn check_shared(label: &str, shared: &[static_registry::ParsedShared]) -> Result<()> {
     let index = host::index();
-    for s in (registry.shared)() {
-        let host = match index.shared.get(s.path) {
+    for s in shared {
+        let host = match index.shared.get(s.path.as_str()) {
             None => "the host has no such shared static".to_owned(),
             Some(h) if h.type_fp != s.type_fp => {
                 format!(
@@ -250,8 +307,8 @@ fn check_shared(label: &str, registry: &RegistryV1) -> Result<()> {
         };
         return Err(Error::SharedMismatch {
             patch: label.to_owned(),
-            path: s.path.to_owned(),
-            patch_type: s.type_name.to_owned(),
+            path: s.path.clone(),
+            patch_type: s.type_name.clone(),
             host,
         });
     }
@@ -259,8 +316,8 @@ fn check_shared(label: &str, registry: &RegistryV1) -> Result<()> {
 }
 
 /// Points the patch at the host: allocator, panics, statics, slots.
-fn bind(label: &str, registry: &'static RegistryV1, entries: &[Resolved]) -> Result<()> {
-    let report = (registry.bind)(&HOST_API);
+fn bind(label: &str, live: &registry::LiveRegistry, entries: &[Resolved]) -> Result<()> {
+    let report = (live.registry.bind)(&HOST_API);
     if report.unbound_allocations > 0 {
         return Err(Error::AllocatedBeforeBind {
             patch: label.to_owned(),
@@ -268,14 +325,14 @@ fn bind(label: &str, registry: &'static RegistryV1, entries: &[Resolved]) -> Res
         });
     }
     let index = host::index();
-    for s in (registry.shared)() {
+    for s in live.shared {
         if let Some(h) = index.shared.get(s.path) {
             // SAFETY: `cell` is the patch's Shared<T> cell and `storage` the host's
             // T, of equal type fingerprint (check_shared); the store is atomic.
             unsafe { (*s.cell).store(h.storage as *mut (), Ordering::Release) };
         }
     }
-    for copy in (registry.host_fns)() {
+    for copy in live.host_fns {
         if let Some(h) = index.fns.get(copy.meta.path) {
             copy.cross_catching
                 .store(h.catching as *mut (), Ordering::Release);

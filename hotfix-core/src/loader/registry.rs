@@ -1,102 +1,142 @@
-//! `dlopen` of the private copy and the checks of the registry header.
+//! `dlopen` of a patch whose registry was proven from its file, and the proof
+//! that the loaded library holds exactly what was proven.
+//!
+//! After `dlopen`, every region of the file the static parse read (the
+//! registry, the linker-collected lists, each function's metadata, every
+//! string) is compared byte for byte with the live library, with each
+//! relocation applied at the library's load base. Only then is a reference to
+//! the registry formed, and the lists its accessors return must be the ones
+//! parsed.
 
-use crate::abi::{
-    BuildFingerprint, REGISTRY_FORMAT, REGISTRY_MAGIC, REGISTRY_SYMBOL, RawStr, RegistryV1,
-};
+use super::image::Image;
+use super::static_registry::{ParsedRegistry, Slice};
+use crate::abi::{FnDesc, ForeignEntry, PatchEntry, REGISTRY_SYMBOL, RegistryV1, SharedDesc};
 use crate::error::{Error, Result};
+use std::ffi::CString;
 use std::path::Path;
 
-/// Opens the library (never to be closed) and returns its checked registry.
-pub(crate) fn open(source: &Path, copy: &Path) -> Result<&'static RegistryV1> {
-    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    // SAFETY: loading runs the library's constructors. The file passed the
-    // permission and ELF checks; a Rust cdylib's constructors only record the
-    // program arguments. The library is never unloaded (code of it may run on
-    // any thread after a patch is reverted), hence the leak below.
-    let lib = unsafe { Library::open(Some(copy), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
-        Error::LoadFailed {
-            path: source.to_owned(),
-            reason: e.to_string(),
-        }
-    })?;
-    let lib: &'static Library = Box::leak(Box::new(lib));
-    let symbol = format!("{REGISTRY_SYMBOL}\0");
-    // SAFETY: we only take the symbol's address; it is read below as a header
-    // of fixed #[repr(C)] layout before anything else.
-    let ptr: *const RegistryV1 = *unsafe { lib.get::<*const RegistryV1>(symbol.as_bytes()) }
-        .map_err(|_| Error::NoRegistry {
-            path: source.to_owned(),
-        })?;
-    let corrupt = |reason: String| Error::CorruptRegistry {
-        path: source.to_owned(),
-        reason,
-    };
-    if ptr.is_null() || !(ptr as usize).is_multiple_of(std::mem::align_of::<RegistryV1>()) {
-        return Err(corrupt("the registry symbol is null or misaligned".into()));
-    }
-    // SAFETY: the symbol is the address of a static in the loaded library. The
-    // fields read before the fingerprint check (magic, format, size, build) have
-    // a layout that does not depend on the compiler.
-    let reg: &'static RegistryV1 = unsafe { &*ptr };
-    if reg.magic != REGISTRY_MAGIC {
-        return Err(corrupt(format!("bad magic {:02x?}", reg.magic)));
-    }
-    if reg.format_version != REGISTRY_FORMAT {
-        return Err(Error::UnsupportedFormat {
-            path: source.to_owned(),
-            found: reg.format_version,
-            supported: REGISTRY_FORMAT,
-            relation: if reg.format_version < REGISTRY_FORMAT {
-                "older"
-            } else {
-                "newer"
-            },
-        });
-    }
-    compare_builds(source, &reg.build, &BuildFingerprint::CURRENT)?;
-    if reg.size as usize != std::mem::size_of::<RegistryV1>() {
-        return Err(corrupt(format!(
-            "registry size {} differs from {}",
-            reg.size,
-            std::mem::size_of::<RegistryV1>()
-        )));
-    }
-    Ok(reg)
+/// The live registry and its lists, each proven equal to the parsed one.
+pub(crate) struct LiveRegistry {
+    pub registry: &'static RegistryV1,
+    pub entries: &'static [PatchEntry],
+    pub foreign: &'static [ForeignEntry],
+    pub host_fns: &'static [FnDesc],
+    pub shared: &'static [SharedDesc],
 }
 
-fn compare_builds(source: &Path, patch: &BuildFingerprint, host: &BuildFingerprint) -> Result<()> {
-    // SAFETY: RawStr of the patch point into its loaded, never-unloaded image;
-    // invalid UTF-8 is replaced, not trusted.
-    let s = |r: &RawStr| unsafe { r.to_string_lossy() };
-    let fields: [(&'static str, String, String); 6] = [
-        ("compiler (rustc -vV)", s(&patch.rustc), s(&host.rustc)),
-        ("target", s(&patch.target), s(&host.target)),
-        ("panic strategy", s(&patch.panic), s(&host.panic)),
-        (
-            "debug_assertions setting",
-            (patch.debug_assertions != 0).to_string(),
-            (host.debug_assertions != 0).to_string(),
-        ),
-        (
-            "set of target features",
-            s(&patch.target_features),
-            s(&host.target_features),
-        ),
-        (
-            "hotfix ABI version",
-            s(&patch.hotfix_abi),
-            s(&host.hotfix_abi),
-        ),
-    ];
-    for (what, p, h) in fields {
-        if p != h {
-            return Err(Error::BuildMismatch {
-                path: source.to_owned(),
-                what,
-                patch: p,
-                host: h,
-            });
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string owned by libc.
+    let p = unsafe { libc::dlerror() };
+    if p.is_null() {
+        return "unknown dynamic loader error".into();
+    }
+    // SAFETY: p is non-null and NUL-terminated (above).
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Opens the library at `copy` (never to be closed: code of it may run on any
+/// thread after a patch is reverted) and proves it holds what `parsed` says.
+pub(crate) fn open(
+    source: &Path,
+    copy: &Path,
+    image: &Image<'_>,
+    parsed: &ParsedRegistry,
+) -> Result<LiveRegistry> {
+    let corrupt = |reason: String| Error::CorruptRegistry {
+        path: source.to_owned(),
+        reason: format!("after loading: {reason}"),
+    };
+    let c_copy =
+        CString::new(copy.as_os_str().as_encoded_bytes()).map_err(|_| Error::LoadFailed {
+            path: source.to_owned(),
+            reason: "the path holds a NUL byte".into(),
+        })?;
+    // SAFETY: loading runs the library's constructors; every check that can be
+    // made from the file's bytes passed before this point (see the loader's
+    // module docs). The handle is never closed.
+    let handle = unsafe { libc::dlopen(c_copy.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return Err(Error::LoadFailed {
+            path: source.to_owned(),
+            reason: dl_error(),
+        });
+    }
+    let symbol = CString::new(REGISTRY_SYMBOL).expect("no NUL in the symbol name");
+    // SAFETY: handle is a live library handle; symbol is NUL-terminated.
+    let ptr = unsafe { libc::dlsym(handle, symbol.as_ptr()) } as usize;
+    if ptr == 0 {
+        return Err(corrupt("the registry symbol is not found".into()));
+    }
+    let base = (ptr as u64).wrapping_sub(parsed.vaddr);
+    // SAFETY: a zeroed Dl_info is valid storage; dladdr only writes into it.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr looks the address up in the loader's tables.
+    let found = unsafe { libc::dladdr(ptr as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fbase as u64 != base {
+        return Err(corrupt(format!(
+            "the registry symbol resolved to {ptr:#x}, not inside the library loaded at {base:#x}"
+        )));
+    }
+    for (vaddr, expected) in image.expected(base) {
+        let at = base.wrapping_add(vaddr) as usize;
+        let mut live = vec![0u8; expected.len()];
+        // SAFETY: [vaddr, vaddr+len) lies in a loadable segment of the file
+        // (Image::bytes checked it), which dlopen mapped at base+vaddr, readable.
+        unsafe { std::ptr::copy_nonoverlapping(at as *const u8, live.as_mut_ptr(), live.len()) };
+        if live != expected {
+            return Err(corrupt(format!(
+                "the loaded library's bytes at {vaddr:#x} differ from the file's"
+            )));
         }
     }
-    Ok(())
+    // SAFETY: every byte of the registry equals what the static parse validated
+    // (magic, format, size, build fingerprint equal to the host's, function
+    // pointers into the library's code, strings of bounded length in the file).
+    let registry: &'static RegistryV1 = unsafe { &*(ptr as *const RegistryV1) };
+    let check = |live: (usize, usize), want: Slice, what: &str| {
+        let want_at = if want.count == 0 {
+            live.0
+        } else {
+            base.wrapping_add(want.start) as usize
+        };
+        if live != (want_at, want.count) {
+            return Err(corrupt(format!(
+                "the {what} list the library returns differs from its file's"
+            )));
+        }
+        Ok(())
+    };
+    let entries = (registry.entries)();
+    check(
+        (entries.as_ptr() as usize, entries.len()),
+        parsed.slices[0],
+        "replacement",
+    )?;
+    let foreign = (registry.foreign)();
+    check(
+        (foreign.as_ptr() as usize, foreign.len()),
+        parsed.slices[1],
+        "foreign",
+    )?;
+    let host_fns = (registry.host_fns)();
+    check(
+        (host_fns.as_ptr() as usize, host_fns.len()),
+        parsed.slices[2],
+        "host function",
+    )?;
+    let shared = (registry.shared)();
+    check(
+        (shared.as_ptr() as usize, shared.len()),
+        parsed.slices[3],
+        "shared static",
+    )?;
+    Ok(LiveRegistry {
+        registry,
+        entries,
+        foreign,
+        host_fns,
+        shared,
+    })
 }

@@ -147,7 +147,7 @@ mod tests {
     fn parses_the_live_maps_and_finds_this_function() {
         let mut s = MapsSnapshot::with_capacity(1 << 20);
         s.take().expect("read /proc/self/maps");
-        let here = parses_the_live_maps_and_finds_this_function as usize;
+        let here = parses_the_live_maps_and_finds_this_function as *const () as usize;
         let m = s.find(here).expect("this function is mapped");
         assert!(m.perms.exec && m.perms.read, "{m:?}");
         assert!(s.covers(here, 1, |p| p.exec));
@@ -162,7 +162,7 @@ mod tests {
         // only sometimes, so shrink the view instead.
         s.buf = vec![0u8; 16].into_boxed_slice();
         assert_eq!(s.take(), Err(SnapshotError::TooSmall));
-        assert_eq!(s.find(parse_hex as usize), None);
+        assert_eq!(s.find(parse_hex as *const () as usize), None);
     }
 
     #[test]
