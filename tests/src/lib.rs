@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: building the fixture crates (real
 //! patch cdylibs) and keeping tests of one binary from applying patches at once.
 
+pub mod elf_edit;
+
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,17 @@ impl Drop for FileLock {
 /// Builds a fixture patch crate with `features` and `profile`, and returns a
 /// copy of its library that no other build overwrites.
 pub fn build_patch_with(package: &str, features: &[&str], profile: &str) -> PathBuf {
+    build_patch_with_env(package, features, profile, &[])
+}
+
+/// [`build_patch_with`], with environment variables for the build (read by a
+/// fixture's build script).
+pub fn build_patch_with_env(
+    package: &str,
+    features: &[&str],
+    profile: &str,
+    env: &[(&str, &str)],
+) -> PathBuf {
     let target = fixtures_target();
     fs::create_dir_all(&target).expect("create the fixture target dir");
     let _lock = FileLock::take(&target.join(".build-lock"));
@@ -84,6 +97,7 @@ pub fn build_patch_with(package: &str, features: &[&str], profile: &str) -> Path
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("run cargo");
     assert!(
         out.status.success(),
@@ -184,4 +198,17 @@ impl NewSeen {
         }
         true
     }
+}
+
+/// Compiles the C file `tests/fixtures/c/<name>.c` into the shared object
+/// `out` with the system's C compiler.
+pub fn compile_c_shared(name: &str, out: &Path) {
+    let src = root().join("tests/fixtures/c").join(format!("{name}.c"));
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-pthread", "-o"])
+        .arg(out)
+        .arg(&src)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "compiling {} failed", src.display());
 }

@@ -139,7 +139,6 @@ pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>) -> Result<()> 
     };
     for dir in needs.rpath.iter().chain(&needs.runpath) {
         let d = expand(path, "(search path)", dir)?;
-        check_dir(path, "(search path)", &d)?;
         own_dirs.push((dir.clone(), d));
     }
     let loaded: Vec<String> = crate::foreign::loaded_objects()
@@ -190,6 +189,11 @@ pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>) -> Result<()> 
                     .into(),
             ));
         }
+    }
+    // Every search path the patch names must be safe too: nobody else may
+    // place a library there for a later load to find.
+    for (raw, dir) in &own_dirs {
+        check_dir(path, &format!("(search path {raw})"), dir)?;
     }
     Ok(())
 }
