@@ -11,9 +11,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_PATCH: &str = "libdemo_patch.so";
 
 /// Usage text.
-pub const USAGE: &str = "usage: demo-server [--listen ADDR] [--patch PATH]\n\
-    \n  --listen ADDR  address to serve (default 127.0.0.1:7878; port 0 picks a free port)\
-    \n  --patch PATH   patch applied on SIGHUP (default: libdemo_patch.so beside the executable)\
+pub const USAGE: &str = "usage: demo-server [--listen ADDR] [--patch PATH] [--trusted-key FILE]...\n\
+    \n  --listen ADDR       address to serve (default 127.0.0.1:7878; port 0 picks a free port)\
+    \n  --patch PATH        patch applied on SIGHUP (default: libdemo_patch.so beside the executable)\
+    \n  --trusted-key FILE  apply only patches signed by this public key (may be repeated)\
     \n\nSIGHUP applies the patch, SIGUSR2 reverts the newest applied patch.";
 
 /// What the command line asks for.
@@ -23,6 +24,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The patch file applied on `SIGHUP`.
     pub patch: PathBuf,
+    /// Public key files: when any is given, only patches they signed apply.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// Why the command line was not understood (`Help` when `--help` was asked).
@@ -39,6 +42,7 @@ impl Config {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, CliError> {
         let mut listen = None;
         let mut patch = None;
+        let mut trusted_keys = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let arg = arg
@@ -64,6 +68,7 @@ impl Config {
                     listen = Some(addr);
                 }
                 "--patch" => patch = Some(PathBuf::from(value("a path")?)),
+                "--trusted-key" => trusted_keys.push(PathBuf::from(value("a public key file")?)),
                 "-h" | "--help" => return Err(CliError::Help),
                 other => return Err(CliError::Invalid(format!("unknown argument {other}"))),
             }
@@ -78,7 +83,11 @@ impl Config {
             Some(p) => p,
             None => default_patch()?,
         };
-        Ok(Config { listen, patch })
+        Ok(Config {
+            listen,
+            patch,
+            trusted_keys,
+        })
     }
 }
 
@@ -109,6 +118,10 @@ mod tests {
         let c = parse(&["--listen", "127.0.0.1:0", "--patch=/tmp/p.so"]).unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.patch.to_str(), Some("/tmp/p.so"));
+        assert!(c.trusted_keys.is_empty());
+        let c = parse(&["--trusted-key", "a.pub", "--trusted-key=b.pub"]).unwrap();
+        assert_eq!(c.trusted_keys.len(), 2);
+        assert!(parse(&["--trusted-key"]).is_err());
         assert_eq!(parse(&["--help"]), Err(CliError::Help));
         assert!(parse(&["--listen"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());

@@ -43,6 +43,11 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config) -> std::io::Result<()> {
+    for key in &config.trusted_keys {
+        let key = hotfix_core::signing::PublicKey::read(key)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        hotfix_core::Runtime::global().trust_key(key);
+    }
     // Handlers first: a signal sent as soon as the address is known must not
     // meet the default action (which terminates).
     signals::spawn(config.patch.clone())?;

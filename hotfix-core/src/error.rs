@@ -55,6 +55,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The same bytes were loaded and refused before.
+    #[error(
+        "refusing patch {path} (sha256 {digest}): these bytes were loaded and refused before ({reason}); they are not loaded again. Build a fixed patch"
+    )]
+    RefusedBefore {
+        path: PathBuf,
+        digest: crate::Digest,
+        reason: String,
+    },
+
     /// The host trusts signing keys and the patch's signature is missing,
     /// broken, or from another key.
     #[error("refusing patch {path}: {reason}")]

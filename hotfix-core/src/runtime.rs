@@ -41,6 +41,9 @@ struct State {
     /// Every library ever loaded, by SHA-256: they are never unloaded, and
     /// applying the same bytes again reuses the library.
     loaded: HashMap<Digest, Arc<LoadedPatch>>,
+    /// Files refused after they were loaded (their constructors ran), by
+    /// SHA-256, with why: refused again without loading them again.
+    refused_loaded: HashMap<Digest, String>,
     /// Foreign functions and entries currently rewritten.
     code: crate::code::CodeState,
 }
@@ -137,12 +140,34 @@ impl Runtime {
         let max = self.policy().max_size;
         let checked = loader::check(path.as_ref(), max)?;
         self.check_signature(&checked)?;
-        if let Some(p) = self.lock().loaded.get(&checked.digest) {
-            return Ok(p.clone());
+        {
+            let state = self.lock();
+            if let Some(p) = state.loaded.get(&checked.digest) {
+                return Ok(p.clone());
+            }
+            if let Some(reason) = state.refused_loaded.get(&checked.digest) {
+                return Err(Error::RefusedBefore {
+                    path: checked.source,
+                    digest: checked.digest,
+                    reason: reason.clone(),
+                });
+            }
         }
-        let patch = loader::load(checked)?;
-        let mut state = self.lock();
-        Ok(state.loaded.entry(patch.digest).or_insert(patch).clone())
+        let digest = checked.digest;
+        match loader::load(checked) {
+            Ok(patch) => {
+                let mut state = self.lock();
+                Ok(state.loaded.entry(patch.digest).or_insert(patch).clone())
+            }
+            Err(e) => {
+                if e.after_dlopen {
+                    self.lock()
+                        .refused_loaded
+                        .insert(digest, e.error.to_string());
+                }
+                Err(e.error)
+            }
+        }
     }
 
     /// Loads, checks and applies a patch file with the slot strategy.

@@ -130,6 +130,32 @@ impl std::fmt::Debug for LoadedPatch {
     }
 }
 
+/// A refusal of [`load`], and whether the library had been loaded by then (its
+/// constructors ran; it stays mapped, and must not be loaded again).
+#[derive(Debug)]
+pub(crate) struct LoadError {
+    pub error: Error,
+    pub after_dlopen: bool,
+}
+
+impl LoadError {
+    fn after_dlopen(error: Error) -> Self {
+        Self {
+            error,
+            after_dlopen: true,
+        }
+    }
+}
+
+impl From<Error> for LoadError {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            after_dlopen: false,
+        }
+    }
+}
+
 /// Checks a patch file (kind, owner, permissions of file and directory, size,
 /// file system) and reads at most `max_size` bytes of it. Nothing is loaded.
 pub(crate) fn check(path: &Path, max_size: u64) -> Result<file_check::CheckedFile> {
@@ -140,7 +166,7 @@ pub(crate) fn check(path: &Path, max_size: u64) -> Result<file_check::CheckedFil
 /// proves the loaded library equal to its file, and binds it. Nothing of the
 /// host changes; nothing of the patch runs before every check that the file's
 /// bytes allow has passed.
-pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>> {
+pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>, LoadError> {
     let src = &checked.source;
     let file = elf_scan::inspect(src, &checked.bytes)?;
     let index = host::index();
@@ -151,7 +177,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
         .into_iter()
         .next()
     {
-        return Err(match copy {
+        return Err(LoadError::from(match copy {
             elf_scan::PrivateCopy::Static(symbol) => Error::PrivateStatic {
                 patch: file_name,
                 symbol,
@@ -160,13 +186,14 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
                 patch: file_name,
                 symbol,
             },
-        });
+        }));
     }
     let object::File::Elf64(elf) = &file else {
         return Err(Error::NotSharedObject {
             path: src.clone(),
             reason: "not a 64-bit ELF file".into(),
-        });
+        }
+        .into());
     };
     let image =
         image::Image::new(elf, &checked.bytes).map_err(|reason| Error::CorruptRegistry {
@@ -176,7 +203,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
     let parsed = static_registry::parse(src, &image)?;
     let label = format!("{} {}", parsed.name, parsed.version);
     if parsed.entries.is_empty() && parsed.foreign.is_empty() {
-        return Err(Error::EmptyPatch { patch: label });
+        return Err(Error::EmptyPatch { patch: label }.into());
     }
     let hosts = resolve_entries(&label, &parsed.entries)?;
     check_host_calls(&label, &parsed.host_fns)?;
@@ -194,14 +221,14 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>>
     let opened = registry::open(src, copy.path(), &image, &parsed);
     // The mapping outlives the copy: nothing is left behind.
     drop(copy);
-    let live = opened?;
+    let live = opened.map_err(LoadError::after_dlopen)?;
     let entries: Vec<Resolved> = live
         .entries
         .iter()
         .zip(hosts)
         .map(|(entry, host)| Resolved { entry, host })
         .collect();
-    bind(&label, &live, &entries)?;
+    bind(&label, &live, &entries).map_err(LoadError::after_dlopen)?;
     static IDS: AtomicU64 = AtomicU64::new(1);
     let id = PatchId(IDS.fetch_add(1, Ordering::Relaxed));
     tracing::debug!(patch = %label, %id, digest = %checked.digest, file = %src.display(), "patch loaded and bound");
