@@ -281,9 +281,8 @@ fn a_thread_blocking_the_stop_signal_makes_the_batch_fail() {
     // SAFETY: refused (the thread cannot be stopped) before anything is written.
     let err = unsafe { apply_edits(&[edit]) }.unwrap_err();
     match &err {
-        CodeError::ThreadNotStopped { tid: t, reason, .. } => {
-            assert_eq!(*t, tid);
-            assert!(reason.contains("blocks the stop signal"), "{reason}");
+        CodeError::ThreadBlocksStopSignal { threads, .. } => {
+            assert!(threads.starts_with(&format!("{tid} (")), "{threads}");
         }
         e => panic!("unexpected {e}"),
     }
