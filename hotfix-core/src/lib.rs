@@ -115,6 +115,7 @@
 pub mod abi;
 mod alloc_bridge;
 mod code;
+pub mod control;
 mod error;
 mod fingerprint;
 mod foreign_patch;
@@ -143,7 +144,7 @@ pub use abi::Shared;
 pub use code_error::CodeError;
 pub use error::{Error, Result};
 pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, patchable, shared};
-pub use loader::{LoadedPatch, PatchId};
+pub use loader::{BuildInfo, LoadedPatch, PatchId, PatchInfo, TargetInfo, inspect};
 pub use panic_bridge::message_of as panic_message;
 pub use runtime::{ApplyOptions, Runtime, Strategy};
 pub use status::{FunctionStatus, PatchStatus, Status};

@@ -13,7 +13,10 @@
 
 mod elf_scan;
 mod file_check;
+mod inspect;
 mod registry;
+
+pub use inspect::{BuildInfo, PatchInfo, TargetInfo, inspect};
 
 use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
 use crate::error::{Error, Result};

@@ -8,6 +8,16 @@ use std::path::Path;
 
 /// Opens the library (never to be closed) and returns its checked registry.
 pub(crate) fn open(source: &Path, copy: &Path) -> Result<&'static RegistryV1> {
+    let reg = open_header(source, copy)?;
+    compare_builds(source, &reg.build, &BuildFingerprint::CURRENT)?;
+    check_size(source, reg)?;
+    Ok(reg)
+}
+
+/// Opens the library (never to be closed) and returns its registry, of which
+/// only the header (magic, format) is checked: the build fingerprint is yet to
+/// be compared before anything else of it is read.
+pub(crate) fn open_header(source: &Path, copy: &Path) -> Result<&'static RegistryV1> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
     // SAFETY: loading runs the library's constructors. The file passed the
     // permission and ELF checks; a Rust cdylib's constructors only record the
@@ -53,18 +63,29 @@ pub(crate) fn open(source: &Path, copy: &Path) -> Result<&'static RegistryV1> {
             },
         });
     }
-    compare_builds(source, &reg.build, &BuildFingerprint::CURRENT)?;
-    if reg.size as usize != std::mem::size_of::<RegistryV1>() {
-        return Err(corrupt(format!(
-            "registry size {} differs from {}",
-            reg.size,
-            std::mem::size_of::<RegistryV1>()
-        )));
-    }
     Ok(reg)
 }
 
-fn compare_builds(source: &Path, patch: &BuildFingerprint, host: &BuildFingerprint) -> Result<()> {
+/// Refuses a registry whose size is not this runtime's.
+pub(crate) fn check_size(source: &Path, reg: &RegistryV1) -> Result<()> {
+    if reg.size as usize != std::mem::size_of::<RegistryV1>() {
+        return Err(Error::CorruptRegistry {
+            path: source.to_owned(),
+            reason: format!(
+                "registry size {} differs from {}",
+                reg.size,
+                std::mem::size_of::<RegistryV1>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn compare_builds(
+    source: &Path,
+    patch: &BuildFingerprint,
+    host: &BuildFingerprint,
+) -> Result<()> {
     // SAFETY: RawStr of the patch point into its loaded, never-unloaded image;
     // invalid UTF-8 is replaced, not trusted.
     let s = |r: &RawStr| unsafe { r.to_string_lossy() };

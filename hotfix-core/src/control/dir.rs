@@ -1,0 +1,127 @@
+//! Where control sockets live: one directory per user, one socket per process.
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the control directory (overrides the default).
+pub const DIR_ENV: &str = "HOTFIX_CONTROL_DIR";
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The control directory of this user: `$HOTFIX_CONTROL_DIR` if set, else
+/// `$XDG_RUNTIME_DIR/hotfix` if that is set to an absolute path, else
+/// `/tmp/hotfix-run-<euid>`. A server and the `hotfix` command find each other
+/// when they agree on it (same user, same environment).
+pub fn control_dir() -> PathBuf {
+    let from = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(d) = from(DIR_ENV) {
+        return d;
+    }
+    if let Some(d) = from("XDG_RUNTIME_DIR") {
+        return d.join("hotfix");
+    }
+    std::env::temp_dir().join(format!("hotfix-run-{}", euid()))
+}
+
+/// The socket of process `pid` in `dir`.
+pub fn socket_path(dir: &Path, pid: u32) -> PathBuf {
+    dir.join(format!("{pid}.sock"))
+}
+
+/// Refuses a control directory that is not a real directory owned by this user
+/// (or root) with no permission for group or others.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let refuse = |reason: String| Error::ControlDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    let meta = fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(refuse(
+            "it is not a directory (or it is a symbolic link)".into(),
+        ));
+    }
+    if meta.uid() != euid() && meta.uid() != 0 {
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by this user ({})",
+            meta.uid(),
+            euid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "its mode is {mode:o}: group or others have access (it must be 0700)"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `dir` (mode 0700) if missing, then checks it ([`check_dir`]).
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(Error::ControlIo {
+                action: "create the directory of",
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    }
+    check_dir(dir)
+}
+
+/// The pids of the processes with a control socket in `dir`, sorted. Sockets of
+/// processes that no longer exist are removed (they are left behind when a
+/// process exits); other files are ignored.
+pub fn live_pids(dir: &Path) -> Result<Vec<u32>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::ControlIo {
+                action: "list the directory of",
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".sock"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !entry.file_type().is_ok_and(|t| t.is_socket()) {
+            continue;
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            pids.push(pid);
+        } else {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(pid, "removed the stale control socket of a dead process")
+                }
+                Err(e) => tracing::debug!(pid, error = %e, "cannot remove a stale control socket"),
+            }
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
