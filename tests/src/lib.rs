@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: building the fixture crates (real
 //! patch cdylibs) and keeping tests of one binary from applying patches at once.
 
+pub mod demo;
+
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
