@@ -266,3 +266,58 @@ impl Conn {
         }
     }
 }
+
+/// A raw connection to a process's control socket, for tests that speak the
+/// protocol (or fail to) by hand.
+pub struct RawControl {
+    /// The connection.
+    pub stream: std::os::unix::net::UnixStream,
+    reader: BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl RawControl {
+    /// Connects to process `pid`'s socket in `dir`; reads time out after [`WAIT`].
+    pub fn connect(dir: &Path, pid: libc::pid_t) -> RawControl {
+        let path = dir.join(format!("{pid}.sock"));
+        let stream = std::os::unix::net::UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        RawControl {
+            reader: BufReader::new(stream.try_clone().expect("clone the stream")),
+            stream,
+        }
+    }
+
+    /// Sends raw bytes (add the newline yourself).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// The next reply line as text; `None` when the server closed the
+    /// connection (end of file, or a reset because it left bytes unread).
+    pub fn reply(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(line),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading a control reply failed: {e}"),
+        }
+    }
+
+    /// Sends one request line and returns the reply's JSON.
+    pub fn ask(&mut self, request: &str) -> serde_json::Value {
+        self.send(format!("{request}\n").as_bytes())
+            .expect("send a request");
+        let line = self.reply().expect("a reply before the connection closed");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
+    }
+}
+
+/// The `error.kind` of a reply, or `"ok"` for a successful one.
+pub fn reply_kind(reply: &serde_json::Value) -> String {
+    if reply["ok"] == serde_json::Value::Bool(true) {
+        return "ok".to_owned();
+    }
+    reply["error"]["kind"].as_str().unwrap_or("?").to_owned()
+}

@@ -65,6 +65,9 @@ impl<R: TimedRead> LineReader<R> {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                if i > self.max {
+                    return Ok(Line::TooLong);
+                }
                 let line = self.buf.drain(..=i).take(i).collect();
                 return Ok(Line::Text(line));
             }
@@ -185,6 +188,18 @@ mod tests {
             reader(&[&long], 100).next_line(t).unwrap(),
             Line::TooLong
         ));
+        let mut just_over = vec![b'x'; 101];
+        just_over.push(b'\n');
+        assert!(matches!(
+            reader(&[&just_over], 100).next_line(t).unwrap(),
+            Line::TooLong
+        ));
+        let mut at_limit = vec![b'x'; 100];
+        at_limit.push(b'\n');
+        assert_eq!(
+            text(reader(&[&at_limit], 100).next_line(t).unwrap()).len(),
+            100
+        );
         assert!(matches!(
             reader(&[b"{\"v\":1"], 100).next_line(t).unwrap(),
             Line::TimedOut
