@@ -1,11 +1,10 @@
 //! The client side of the control socket, as the `hotfix` command uses it.
 
 use super::dir;
-use super::peer::{allowed, peer_cred};
+use super::peer::{allowed, euid, peer_cred};
 use super::protocol::{Command, Reply, Request, VERSION};
 use super::socket::{Line, LineReader};
 use crate::error::{Error, Result};
-use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,10 +26,12 @@ impl Client {
         Client::connect_in(&dir::control_dir(), pid)
     }
 
-    /// Connects to process `pid`'s socket in `dir`. Refuses a directory others
-    /// may use, and a server that is not process `pid` of this user or root.
+    /// Connects to process `pid`'s socket in `dir`. Refuses a directory that
+    /// group or others may use, and a server that is not process `pid`. Unless
+    /// this is root (who may operate anyone's process), the directory and the
+    /// server must be this user's or root's.
     pub fn connect_in(dir: &Path, pid: u32) -> Result<Client> {
-        dir::check_dir(dir)?;
+        dir::check_client_dir(dir)?;
         let path = dir::socket_path(dir, pid);
         let stream = UnixStream::connect(&path).map_err(|source| Error::ControlIo {
             action: "connect to",
@@ -42,7 +43,7 @@ impl Client {
             reason,
         };
         let cred = peer_cred(&stream).map_err(|e| peer(format!("no peer credentials: {e}")))?;
-        if !allowed(cred.uid) {
+        if !(allowed(cred.uid) || euid() == 0) {
             return Err(peer(format!(
                 "served by uid {}, neither this user nor root",
                 cred.uid
@@ -76,9 +77,7 @@ impl Client {
             )
         })?;
         line.push(b'\n');
-        (&self.stream)
-            .write_all(&line)
-            .map_err(|e| io("write to", e))?;
+        super::socket::write_all(&self.stream, &line).map_err(|e| io("write to", e))?;
         let mut reader = LineReader::new(&self.stream, MAX_REPLY);
         let bad = |reason: String| Error::ControlPeer {
             path: self.path.clone(),

@@ -38,9 +38,20 @@ pub fn socket_path(dir: &Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}.sock"))
 }
 
-/// Refuses a control directory that is not a real directory owned by this user
-/// (or root) with no permission for group or others.
+/// Refuses a control directory to serve in that is not a real directory owned
+/// by this user with no permission for group or others.
 pub fn check_dir(dir: &Path) -> Result<()> {
+    check_owned(dir, |owner| owner == euid())
+}
+
+/// Refuses a control directory to connect in that is not a real directory with
+/// no permission for group or others, owned by this user or root (root may use
+/// anyone's).
+pub fn check_client_dir(dir: &Path) -> Result<()> {
+    check_owned(dir, |owner| owner == euid() || owner == 0 || euid() == 0)
+}
+
+fn check_owned(dir: &Path, owner_ok: impl Fn(u32) -> bool) -> Result<()> {
     let refuse = |reason: String| Error::ControlDir {
         path: dir.to_owned(),
         reason,
@@ -51,7 +62,7 @@ pub fn check_dir(dir: &Path) -> Result<()> {
             "it is not a directory (or it is a symbolic link)".into(),
         ));
     }
-    if meta.uid() != euid() && meta.uid() != 0 {
+    if !owner_ok(meta.uid()) {
         return Err(refuse(format!(
             "it is owned by uid {}, not by this user ({})",
             meta.uid(),

@@ -3,7 +3,8 @@
 
 use super::commands::respond;
 use super::protocol::{ErrorKind, Reply};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -98,11 +99,40 @@ impl<R: TimedRead> LineReader<R> {
 }
 
 /// Writes one reply line.
-pub(crate) fn send(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
+pub(crate) fn send(stream: &UnixStream, reply: &Reply) -> io::Result<()> {
     let mut line = reply.to_line().into_bytes();
     line.push(b'\n');
-    stream.write_all(&line)?;
-    stream.flush()
+    write_all(stream, &line)
+}
+
+/// Writes all of `bytes` with `MSG_NOSIGNAL`: a peer that closed its end gives
+/// `EPIPE`, never a `SIGPIPE` (whose default action would end a host that does
+/// not ignore it). The stream's write timeout applies.
+pub(crate) fn write_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: the descriptor is a live socket owned by `stream`; the buffer
+        // is valid for reads of `bytes.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
 }
 
 /// Serves one connection until the client closes it or breaks the framing.
