@@ -98,7 +98,10 @@ pub fn apply(pids: Vec<u32>, args: Vec<String>) -> Result<(), CliError> {
                 None => println!("{pid}: applied (the reply does not say what)"),
             },
             Err(e) => {
-                println!("{pid}: refused: {}", e.reason());
+                // Alone, the error (on stderr) says it all.
+                if pids.len() > 1 {
+                    println!("{pid}: refused: {}", e.reason());
+                }
                 for skipped in &pids[i + 1..] {
                     println!("{skipped}: not attempted");
                 }

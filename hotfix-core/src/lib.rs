@@ -66,6 +66,15 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Operating from outside the process
+//!
+//! [`control::serve`] starts a control socket (a Unix socket named by pid, on
+//! a thread of its own, for this user and root only) through which the `hotfix`
+//! command (crate `hotfix-cli`) shows the status, checks a patch without applying
+//! it, applies and reverts, with exit codes a deploy script can act on. Status
+//! is answered from a snapshot ([`control::snapshot`]) and never waits for an
+//! apply in progress. [`inspect`] reads a patch file without a host.
+//!
 //! # What `#[patchable]` generates
 //!
 //! For each function: the original body under a hidden name; a slot (an atomic

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hotfix_tests::demo::{Server, build_demo_patch, control_dir, hotfix_exe};
@@ -57,8 +57,8 @@ fn patch_names(status: &Value) -> Vec<String> {
         .collect()
 }
 
-fn start(ctl: &PathBuf) -> Server {
-    Server::start_with_env(&[], &[("HOTFIX_CONTROL_DIR", ctl.as_path())])
+fn start(ctl: &Path) -> Server {
+    Server::start_with_env(&[], &[("HOTFIX_CONTROL_DIR", ctl)])
 }
 
 #[test]
