@@ -19,7 +19,7 @@ fn absolute(file: &Path) -> Result<String, CliError> {
 /// `hotfix ps`.
 pub fn ps() -> Result<(), CliError> {
     let dir = dir::control_dir();
-    let pids = dir::live_pids(&dir).map_err(|source| CliError::Connect { pid: 0, source })?;
+    let pids = dir::live_pids(&dir).map_err(CliError::Directory)?;
     println!("{:<8} {:<40} PATCHES", "PID", "EXECUTABLE");
     for pid in pids {
         match ask(pid, Command::Status, STATUS_TIMEOUT).and_then(|r| {
@@ -173,4 +173,24 @@ pub fn inspect(file: &Path) -> Result<(), CliError> {
     })?;
     print!("{}", show::inspect(&info));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_arguments_are_checked_before_any_process_is_asked() {
+        let usage = |pids: Vec<u32>, args: &[&str]| {
+            let args = args.iter().map(|a| a.to_string()).collect();
+            matches!(apply(pids, args), Err(CliError::Usage(_)))
+        };
+        assert!(usage(vec![], &["/x.so"]), "PID missing");
+        assert!(usage(vec![], &["abc", "/x.so"]), "PID not a number");
+        assert!(
+            usage(vec![1], &["2", "/x.so"]),
+            "--pid and a positional PID"
+        );
+        assert!(usage(vec![1], &["/no/such/patch.so"]), "missing file");
+    }
 }

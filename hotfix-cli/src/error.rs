@@ -31,6 +31,10 @@ pub enum CliError {
         source: hotfix_core::Error,
     },
 
+    /// The control directory cannot be listed.
+    #[error("{0}")]
+    Directory(hotfix_core::Error),
+
     /// The process answered with an error.
     #[error("process {pid}: {message}")]
     Remote {
@@ -69,7 +73,40 @@ impl CliError {
             }
             | CliError::Refused(_) => EXIT_REFUSED,
             CliError::Partial(_) => EXIT_PARTIAL,
-            CliError::Usage(_) | CliError::Connect { .. } | CliError::Remote { .. } => EXIT_USAGE,
+            CliError::Usage(_)
+            | CliError::Directory(_)
+            | CliError::Connect { .. }
+            | CliError::Remote { .. } => EXIT_USAGE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let remote = |kind| CliError::Remote {
+            pid: 1,
+            kind,
+            message: "m".into(),
+        };
+        assert_eq!(remote(ErrorKind::Refused).exit_code(), EXIT_REFUSED);
+        for kind in [
+            ErrorKind::BadRequest,
+            ErrorKind::Busy,
+            ErrorKind::Forbidden,
+            ErrorKind::Timeout,
+            ErrorKind::TooLong,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(remote(kind).exit_code(), EXIT_USAGE, "{kind:?}");
+        }
+        assert_eq!(CliError::Usage("u".into()).exit_code(), EXIT_USAGE);
+        let refused = CliError::Refused(hotfix_core::Error::NothingApplied);
+        assert_eq!(refused.exit_code(), EXIT_REFUSED);
+        assert_eq!(CliError::Partial("p".into()).exit_code(), EXIT_PARTIAL);
+        assert_eq!(remote(ErrorKind::Refused).reason(), "m");
     }
 }

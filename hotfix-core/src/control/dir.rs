@@ -30,7 +30,8 @@ pub fn control_dir() -> PathBuf {
     if let Some(d) = from("XDG_RUNTIME_DIR") {
         return d.join("hotfix");
     }
-    std::env::temp_dir().join(format!("hotfix-run-{}", euid()))
+    // Not TMPDIR: a server and the command must agree whatever their TMPDIR.
+    PathBuf::from(format!("/tmp/hotfix-run-{}", euid()))
 }
 
 /// The socket of process `pid` in `dir`.
@@ -135,4 +136,89 @@ pub fn live_pids(dir: &Path) -> Result<Vec<u32>> {
     }
     pids.sort_unstable();
     Ok(pids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fresh(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hotfix-dir-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_directory_others_may_use_is_refused() {
+        let d = fresh("mode");
+        ensure_dir(&d).expect("created 0700");
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for mode in [0o755, 0o770, 0o701, 0o707] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
+            let e = ensure_dir(&d).expect_err("refused");
+            assert!(matches!(e, Error::ControlDir { .. }), "{e}");
+            assert!(e.to_string().contains("group or others"), "{e}");
+            assert!(check_client_dir(&d).is_err(), "{mode:o}");
+        }
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        ensure_dir(&d).expect("0700 is fine");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_symlink_or_a_file_is_refused() {
+        let d = fresh("link");
+        let real = fresh("link-target");
+        ensure_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &d).unwrap();
+        let e = check_dir(&d).expect_err("a symlink is refused");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let f = fresh("file");
+        fs::write(&f, b"").unwrap();
+        assert!(ensure_dir(&f).is_err());
+        for p in [&d, &f] {
+            let _ = fs::remove_file(p);
+        }
+        let _ = fs::remove_dir_all(&real);
+    }
+
+    #[test]
+    fn another_users_directory_is_refused_to_serve_in() {
+        let d = fresh("owner");
+        ensure_dir(&d).unwrap();
+        let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: chown of a path we created, with a valid C string.
+        let rc = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+        if euid() == 0 {
+            assert_eq!(rc, 0, "root can chown");
+            let e = check_dir(&d).expect_err("not ours");
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            // Root may operate anyone's processes.
+            check_client_dir(&d).expect("root connects in anyone's directory");
+        } else {
+            assert_ne!(rc, 0, "only root can give a directory away");
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn stale_sockets_of_dead_processes_are_removed() {
+        let d = fresh("stale");
+        ensure_dir(&d).unwrap();
+        // A pid that cannot exist (above the kernel's maximum).
+        let dead = socket_path(&d, 4_194_304 + 1);
+        let live = socket_path(&d, std::process::id());
+        let _l1 = std::os::unix::net::UnixListener::bind(&dead).unwrap();
+        let _l2 = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        fs::write(d.join("7.sock.txt"), b"").unwrap();
+        fs::write(d.join("1.sock"), b"not a socket").unwrap();
+        assert_eq!(live_pids(&d).unwrap(), vec![std::process::id()]);
+        assert!(!dead.exists(), "the dead process's socket is removed");
+        assert!(d.join("1.sock").exists(), "other files are left alone");
+        let _ = fs::remove_dir_all(&d);
+    }
 }
