@@ -120,6 +120,11 @@ fn ps_check_apply_status_revert_on_a_live_server() {
         "{r:?}"
     );
     assert_eq!(c.ask("SUM 1 2"), "3");
+    server.wait_stderr("control socket request");
+    assert!(
+        server.stderr().contains("command=Apply"),
+        "who applied is logged"
+    );
     assert_eq!(c.ask("DIV 1 0"), "ERR division by zero");
     assert_eq!(c.ask("CLASS"), "Mage");
     assert!(c.ask("PATCHES").starts_with("demo-patch 0.1.0 ["));

@@ -1,6 +1,7 @@
 //! What each request does, and the conversion of the runtime's status to the
 //! wire format.
 
+use super::peer::PeerCred;
 use super::protocol::{
     CheckReport, CheckTarget, Command, ErrorKind, LivePatch, Reply, Request, StatusReply, VERSION,
     WireFunction, WirePatch,
@@ -12,8 +13,8 @@ use crate::runtime::{Runtime, Strategy};
 use crate::status::{PatchStatus, Status};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Answers one request line (already bounded in size).
-pub(crate) fn respond(line: &[u8]) -> Reply {
+/// Answers one request line (already bounded in size) of `peer`.
+pub(crate) fn respond(line: &[u8], peer: PeerCred) -> Reply {
     let request: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
@@ -32,6 +33,14 @@ pub(crate) fn respond(line: &[u8]) -> Reply {
                 "protocol version {} is not served; this runtime speaks version {VERSION}",
                 request.v
             ),
+        );
+    }
+    if request.command != Command::Status {
+        tracing::info!(
+            peer_pid = peer.pid,
+            peer_uid = peer.uid,
+            command = ?request.command,
+            "control socket request"
         );
     }
     // A panic in a patch's hook must not take the connection's thread down

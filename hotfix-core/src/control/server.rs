@@ -74,8 +74,8 @@ fn accept_loop(listener: UnixListener) {
 fn admit(stream: UnixStream, active: &Arc<AtomicUsize>) {
     // Replies written from this thread must never block it.
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    match peer_cred(&stream) {
-        Ok(cred) if allowed(cred.uid) => {}
+    let cred = match peer_cred(&stream) {
+        Ok(cred) if allowed(cred.uid) => cred,
         Ok(cred) => {
             tracing::warn!(
                 peer_pid = cred.pid,
@@ -94,7 +94,7 @@ fn admit(stream: UnixStream, active: &Arc<AtomicUsize>) {
             tracing::warn!(error = %e, "control socket: cannot read the peer's credentials; connection refused");
             return;
         }
-    }
+    };
     if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
         active.fetch_sub(1, Ordering::AcqRel);
         tracing::debug!("control socket: too many connections; one refused");
@@ -108,7 +108,7 @@ fn admit(stream: UnixStream, active: &Arc<AtomicUsize>) {
         .name("hotfix-control-conn".to_owned())
         .spawn(move || {
             let _guard = guard;
-            if let Err(e) = serve_connection(&stream) {
+            if let Err(e) = serve_connection(&stream, cred) {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
         });

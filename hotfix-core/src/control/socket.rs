@@ -2,6 +2,7 @@
 //! per request line.
 
 use super::commands::respond;
+use super::peer::PeerCred;
 use super::protocol::{ErrorKind, Reply};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -135,13 +136,14 @@ pub(crate) fn write_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()>
     Ok(())
 }
 
-/// Serves one connection until the client closes it or breaks the framing.
-pub(crate) fn serve_connection(stream: &UnixStream) -> io::Result<()> {
+/// Serves one connection of `peer` until the client closes it or breaks the
+/// framing.
+pub(crate) fn serve_connection(stream: &UnixStream, peer: PeerCred) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut reader = LineReader::new(stream, MAX_LINE);
     loop {
         match reader.next_line(LINE_TIMEOUT)? {
-            Line::Text(line) => send(stream, &respond(&line))?,
+            Line::Text(line) => send(stream, &respond(&line, peer))?,
             Line::TooLong => {
                 let why = format!("request line longer than {MAX_LINE} bytes; closing");
                 return send(stream, &Reply::error(ErrorKind::TooLong, why));
