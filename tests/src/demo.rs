@@ -71,9 +71,8 @@ pub fn hotfix_exe() -> PathBuf {
 /// and the `hotfix` command through `HOTFIX_CONTROL_DIR`.
 pub fn control_dir(name: &str) -> PathBuf {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = crate::fixtures_target()
-        .join("control")
-        .join(format!("{}-{name}", std::process::id()));
+    // Short, whatever the checkout's path: a socket path has at most 107 bytes.
+    let dir = std::env::temp_dir().join(format!("hotfix-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::DirBuilder::new()
         .recursive(true)
