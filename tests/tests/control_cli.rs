@@ -288,4 +288,15 @@ fn apply_to_several_processes_is_undone_when_one_refuses() {
     }
     a.assert_alive();
     b.assert_alive();
+
+    // B exits: its socket is left behind, and ps ignores and removes it.
+    let b_socket = ctl.join(format!("{pb}.sock"));
+    assert!(b_socket.exists());
+    drop(b);
+    let r = hotfix(&ctl, &["ps"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains(&format!("\n{pb} ")), "{r:?}");
+    assert!(r.stdout.contains(&format!("\n{pa} ")), "{r:?}");
+    assert!(!b_socket.exists(), "the dead process's socket was removed");
+    assert_eq!(hotfix(&ctl, &["status", &pb]).code, 2);
 }
