@@ -1,5 +1,6 @@
 //! `demo-server [--listen ADDR] [--patch PATH]`: serves the line protocol,
-//! applies the patch on `SIGHUP` and reverts the newest patch on `SIGUSR2`.
+//! applies the patch on `SIGHUP` and reverts the newest patch on `SIGUSR2`,
+//! and serves the hotfix control socket (`hotfix status PID` and friends).
 //!
 //! Stdout gets exactly one line, `listening on <ADDR> pid <PID>`; logs go to
 //! stderr (`RUST_LOG` filters, default `info`).
@@ -51,6 +52,10 @@ fn run(config: &Config) -> std::io::Result<()> {
     // Handlers first: a signal sent as soon as the address is known must not
     // meet the default action (which terminates).
     signals::spawn(config.patch.clone())?;
+    // `hotfix status|check|apply|revert PID` reach the server through this.
+    if let Err(e) = hotfix_core::control::serve() {
+        tracing::warn!(error = %e, "no control socket: the hotfix command cannot reach this server");
+    }
     let server = Server::bind(config.listen)?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, patch = %config.patch.display(), "listening");

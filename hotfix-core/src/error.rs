@@ -279,6 +279,26 @@ pub enum Error {
         #[source]
         source: Box<crate::code_error::CodeError>,
     },
+
+    /// The control socket's directory is unsafe to use.
+    #[error(
+        "refusing control directory {path}: {reason}; remove it (or set HOTFIX_CONTROL_DIR to a directory only this user may use)"
+    )]
+    ControlDir { path: PathBuf, reason: String },
+
+    /// The control socket could not be set up.
+    #[error("cannot {action} control socket {path}: {source}")]
+    ControlIo {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The other end of a control socket is not the process asked for, or does
+    /// not speak the protocol.
+    #[error("control socket {path}: {reason}")]
+    ControlPeer { path: PathBuf, reason: String },
 }
 
 /// Writing code failed part-way, and putting back what was already written

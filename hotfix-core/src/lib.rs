@@ -66,6 +66,15 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Operating from outside the process
+//!
+//! [`control::serve`] starts a control socket (a Unix socket named by pid, on
+//! a thread of its own, for this user and root only) through which the `hotfix`
+//! command (crate `hotfix-cli`) shows the status, checks a patch without applying
+//! it, applies and reverts, with exit codes a deploy script can act on. Status
+//! is answered from a snapshot ([`control::snapshot`]) and never waits for an
+//! apply in progress. [`inspect`] reads a patch file without a host.
+//!
 //! # What `#[patchable]` generates
 //!
 //! For each function: the original body under a hidden name; a slot (an atomic
@@ -143,6 +152,7 @@
 pub mod abi;
 mod alloc_bridge;
 mod code;
+pub mod control;
 mod digest;
 mod error;
 mod fingerprint;
@@ -174,7 +184,9 @@ pub use code_error::CodeError;
 pub use digest::Digest;
 pub use error::{Error, LeftChanged, Result};
 pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, patchable, shared};
-pub use loader::{DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId};
+pub use loader::{
+    BuildInfo, DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId, PatchInfo, TargetInfo, inspect,
+};
 pub use panic_bridge::message_of as panic_message;
 pub use runtime::{ApplyOptions, Runtime, Strategy};
 pub use status::{FunctionStatus, PatchStatus, Status};

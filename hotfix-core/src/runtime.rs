@@ -254,6 +254,7 @@ impl Runtime {
         });
         relink(&state.stack, patch.entries.iter().map(|r| r.host));
         let status = patch_status(state.stack.last().expect("just pushed"));
+        crate::control::snapshot::publish(status_of(state));
         tracing::info!(
             patch = %patch_label(patch),
             id = %patch.id,
@@ -314,6 +315,7 @@ impl Runtime {
             });
         }
         let status = patch_status(&removed);
+        crate::control::snapshot::publish(status_of(state));
         tracing::info!(
             patch = %patch_label(&patch),
             id = %patch.id,
@@ -346,30 +348,7 @@ impl Runtime {
     /// The applied patches (bottom to top) and, per patched function, the patch
     /// whose version is live.
     pub fn status(&self) -> Status {
-        let state = self.lock();
-        let patches: Vec<PatchStatus> = state.stack.iter().map(patch_status).collect();
-        let mut live: HashMap<&str, &Applied> = HashMap::new();
-        for a in &state.stack {
-            for t in a
-                .patch
-                .targets()
-                .into_iter()
-                .chain(a.patch.foreign_targets())
-            {
-                live.insert(t, a);
-            }
-        }
-        let mut functions: Vec<FunctionStatus> = live
-            .into_iter()
-            .map(|(path, a)| FunctionStatus {
-                path: path.to_owned(),
-                patch: a.patch.name.clone(),
-                version: a.patch.version.clone(),
-                id: a.patch.id,
-            })
-            .collect();
-        functions.sort_by(|a, b| a.path.cmp(&b.path));
-        Status { patches, functions }
+        status_of(&self.lock())
     }
 
     /// Paths of every `#[patchable]` function of this process.
@@ -378,6 +357,33 @@ impl Runtime {
         v.sort_unstable();
         v
     }
+}
+
+/// The status of a stack (see [`Runtime::status`]).
+fn status_of(state: &State) -> Status {
+    let patches: Vec<PatchStatus> = state.stack.iter().map(patch_status).collect();
+    let mut live: HashMap<&str, &Applied> = HashMap::new();
+    for a in &state.stack {
+        for t in a
+            .patch
+            .targets()
+            .into_iter()
+            .chain(a.patch.foreign_targets())
+        {
+            live.insert(t, a);
+        }
+    }
+    let mut functions: Vec<FunctionStatus> = live
+        .into_iter()
+        .map(|(path, a)| FunctionStatus {
+            path: path.to_owned(),
+            patch: a.patch.name.clone(),
+            version: a.patch.version.clone(),
+            id: a.patch.id,
+        })
+        .collect();
+    functions.sort_by(|a, b| a.path.cmp(&b.path));
+    Status { patches, functions }
 }
 
 fn patch_label(p: &LoadedPatch) -> String {

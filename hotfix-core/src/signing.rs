@@ -129,6 +129,16 @@ pub fn signature_path(patch: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The id of the key the signature file of `patch` names, if it has a
+/// readable one. Not verified.
+pub fn claimed_signer(patch: &Path) -> Option<String> {
+    let text = read_small(&signature_path(patch)).ok()?;
+    let mut words = text.split_whitespace();
+    (words.next() == Some(SIGNATURE_TAG))
+        .then(|| words.nth(1).map(str::to_owned))
+        .flatten()
+}
+
 fn message(digest: &Digest) -> Vec<u8> {
     let mut m = CONTEXT.to_vec();
     m.extend_from_slice(&digest.0);

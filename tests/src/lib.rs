@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: building the fixture crates (real
 //! patch cdylibs) and keeping tests of one binary from applying patches at once.
 
+pub mod demo;
 pub mod elf_edit;
 
 use std::fs;

@@ -2,241 +2,12 @@
 //! through `SIGHUP` and reverted through `SIGUSR2`, over live TCP connections.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotfix_tests::{root, scratch_dir};
-
-/// How long any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The directory cargo writes this profile's binaries to (`target/debug`):
-/// this test runs from `target/debug/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test runs from <target>/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Builds a workspace package once per test process, in this test's profile.
-fn cargo_build(package: &'static str) {
-    static BUILT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built.contains(&package) {
-        return;
-    }
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root())
-        .args(["build", "--quiet", "-p", package]);
-    if profile_dir().ends_with("release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build -p {package} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    built.push(package);
-}
-
-/// The server binary, built.
-fn server_exe() -> PathBuf {
-    cargo_build("demo-server");
-    profile_dir().join("demo-server")
-}
-
-/// Builds `demo-patch`: it lands beside the server as `libdemo_patch.so`.
-fn build_patch() -> PathBuf {
-    cargo_build("demo-patch");
-    let so = profile_dir().join("libdemo_patch.so");
-    assert!(so.is_file(), "{} was not built", so.display());
-    so
-}
-
-/// A running server, killed when dropped (also when a test fails).
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    pid: libc::pid_t,
-    stderr: Arc<Mutex<String>>,
-    /// Whatever the server printed to stdout after its first line.
-    stdout_rest: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts the server on a free port with `args`, and waits for its
-    /// `listening on <ADDR> pid <PID>` line.
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(server_exe())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start demo-server");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = BufReader::new(child.stderr.take().expect("stderr piped"));
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut line = String::new();
-            while matches!(err_pipe.read_line(&mut line), Ok(n) if n > 0) {
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&line);
-                line.clear();
-            }
-        });
-        let mut out_pipe = BufReader::new(child.stdout.take().expect("stdout piped"));
-        let (tx, rx) = mpsc::channel();
-        let stdout_rest = Arc::new(Mutex::new(String::new()));
-        let rest_sink = Arc::clone(&stdout_rest);
-        thread::spawn(move || {
-            let mut first = String::new();
-            let _ = out_pipe.read_line(&mut first);
-            let _ = tx.send(first);
-            // Anything more on stdout breaks the contract: keep it for the check.
-            let mut chunk = [0u8; 1024];
-            while let Ok(n @ 1..) = out_pipe.read(&mut chunk) {
-                let text = String::from_utf8_lossy(&chunk[..n]).into_owned();
-                rest_sink
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&text);
-            }
-        });
-        let first = rx.recv_timeout(WAIT).unwrap_or_default();
-        let pid = child.id();
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pid: pid as libc::pid_t,
-            stderr,
-            stdout_rest,
-        };
-        let words: Vec<&str> = first.trim_end().split(' ').collect();
-        match words.as_slice() {
-            ["listening", "on", addr, "pid", p] => {
-                server.addr = addr.parse().expect("a socket address");
-                assert_eq!(p.parse::<u32>().ok(), Some(pid), "the pid printed");
-            }
-            _ => panic!(
-                "unexpected first stdout line {first:?}; stderr:\n{}",
-                server.stderr()
-            ),
-        }
-        server
-    }
-
-    fn connect(&self) -> Conn {
-        let stream = TcpStream::connect(self.addr).expect("connect to demo-server");
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        Conn {
-            reader: BufReader::new(stream.try_clone().expect("clone the stream")),
-            writer: stream,
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill has no memory preconditions; pid is our own live child.
-        let rc = unsafe { libc::kill(self.pid, sig) };
-        assert_eq!(rc, 0, "kill({}, {sig})", self.pid);
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Waits until the server's stderr contains `needle`.
-    fn wait_stderr(&self, needle: &str) {
-        let start = Instant::now();
-        while !self.stderr().contains(needle) {
-            assert!(
-                start.elapsed() < WAIT,
-                "stderr never contained {needle:?}:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Asserts the server is still running and printed nothing more to stdout.
-    fn assert_alive(&mut self) {
-        let rest = self
-            .stdout_rest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        assert!(
-            rest.is_empty(),
-            "demo-server printed more to stdout: {rest:?}"
-        );
-        let status = self.child.try_wait().expect("try_wait");
-        assert!(
-            status.is_none(),
-            "demo-server exited ({status:?}); stderr:\n{}",
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One long-lived client connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Conn {
-    /// Sends raw bytes followed by a newline and returns the one reply line.
-    fn ask_bytes(&mut self, request: &[u8]) -> String {
-        let mut msg = request.to_vec();
-        msg.push(b'\n');
-        self.writer.write_all(&msg).expect("send a request");
-        let mut reply = String::new();
-        let n = self.reader.read_line(&mut reply).expect("read a reply");
-        assert!(n > 0, "the server closed the connection");
-        assert!(reply.ends_with('\n'), "a partial reply {reply:?}");
-        reply.truncate(reply.len() - 1);
-        reply
-    }
-
-    fn ask(&mut self, request: &str) -> String {
-        self.ask_bytes(request.as_bytes())
-    }
-
-    /// Polls `PATCHES` until `done` holds for it; returns the last answer.
-    fn wait_patches(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let p = self.ask("PATCHES");
-            if done(&p) {
-                return p;
-            }
-            assert!(start.elapsed() < WAIT, "PATCHES never became {what}: {p}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+use hotfix_tests::demo::{Conn, Server, WAIT, build_demo_patch};
+use hotfix_tests::scratch_dir;
 
 fn is_err(reply: &str) -> bool {
     reply == "ERR" || reply.starts_with("ERR ")
@@ -292,7 +63,7 @@ fn patch_and_revert_through_signals_on_one_connection() {
     );
 
     // Apply.
-    build_patch();
+    build_demo_patch();
     server.signal(libc::SIGHUP);
     let p = c.wait_patches("not none", |p| p != "none");
     assert!(p.starts_with("demo-patch "), "{p}");
@@ -355,7 +126,7 @@ fn a_garbage_patch_file_is_refused_and_the_server_keeps_serving() {
 
 #[test]
 fn a_burst_of_signals_leaves_a_coherent_state() {
-    build_patch();
+    build_demo_patch();
     let mut server = Server::start(&[]);
     let mut c = server.connect();
     assert_eq!(c.ask("SUM 1 2"), "-1");

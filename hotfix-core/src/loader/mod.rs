@@ -36,12 +36,15 @@
 mod elf_scan;
 mod file_check;
 mod image;
+mod inspect;
 mod needed;
 mod registry;
 mod static_registry;
 
 pub(crate) use file_check::CheckedFile;
 pub use file_check::DEFAULT_MAX_PATCH_SIZE;
+
+pub use inspect::{BuildInfo, PatchInfo, TargetInfo, inspect};
 
 use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
 use crate::digest::Digest;

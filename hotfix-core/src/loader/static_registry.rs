@@ -74,6 +74,21 @@ pub(crate) struct ParsedRegistry {
     pub shared: Vec<ParsedShared>,
     /// The slices of entries, foreign entries, host functions and shared statics.
     pub slices: [Slice; 4],
+    /// Whether it has an `on_apply` hook.
+    pub on_apply: bool,
+    /// Whether it has an `on_revert` hook.
+    pub on_revert: bool,
+}
+
+/// The build fingerprint a patch carries, as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ParsedBuild {
+    pub rustc: String,
+    pub target: String,
+    pub panic: String,
+    pub debug_assertions: bool,
+    pub target_features: String,
+    pub hotfix_abi: String,
 }
 
 /// Whether `&str` is laid out as (pointer, length) by the compiler that built
@@ -86,8 +101,9 @@ fn str_ptr_first() -> bool {
     words[0] == s.as_ptr() as usize
 }
 
-/// Reads and validates the registry of `image`. `path` names the file.
-pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
+/// Reads the registry header of `image`: its address and build fingerprint,
+/// after checking magic and format version. Layout-independent.
+pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, ParsedBuild)> {
     let corrupt = |reason: String| Error::CorruptRegistry {
         path: path.to_owned(),
         reason,
@@ -106,15 +122,17 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
     if magic != REGISTRY_MAGIC {
         return Err(corrupt(format!("bad magic {magic:02x?}")));
     }
-    let head = image
-        .bytes(
-            reg + offset_of!(RegistryV1, format_version) as u64,
-            8,
-            "registry header",
-        )
-        .map_err(corrupt)?;
-    let format = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-    let size = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    let format = u32::from_le_bytes(
+        image
+            .bytes(
+                reg + offset_of!(RegistryV1, format_version) as u64,
+                4,
+                "registry format",
+            )
+            .map_err(corrupt)?
+            .try_into()
+            .expect("4 bytes"),
+    );
     if format != REGISTRY_FORMAT {
         return Err(Error::UnsupportedFormat {
             path: path.to_owned(),
@@ -127,7 +145,52 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
             },
         });
     }
-    compare_build(path, image, reg + offset_of!(RegistryV1, build) as u64)?;
+    let at = reg + offset_of!(RegistryV1, build) as u64;
+    let raw = |off: usize, what: &str| {
+        image
+            .str_at(at + off as u64, true, MAX_TEXT, what)
+            .map_err(corrupt)
+    };
+    let da = image
+        .bytes(
+            at + offset_of!(BuildFingerprint, debug_assertions) as u64,
+            1,
+            "debug_assertions",
+        )
+        .map_err(corrupt)?[0];
+    let build = ParsedBuild {
+        rustc: raw(offset_of!(BuildFingerprint, rustc), "build.rustc")?,
+        target: raw(offset_of!(BuildFingerprint, target), "build.target")?,
+        panic: raw(offset_of!(BuildFingerprint, panic), "build.panic")?,
+        debug_assertions: da != 0,
+        target_features: raw(
+            offset_of!(BuildFingerprint, target_features),
+            "build.target_features",
+        )?,
+        hotfix_abi: raw(offset_of!(BuildFingerprint, hotfix_abi), "build.hotfix_abi")?,
+    };
+    Ok((reg, build))
+}
+
+/// Reads and validates the registry of `image`. `path` names the file.
+pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
+    let corrupt = |reason: String| Error::CorruptRegistry {
+        path: path.to_owned(),
+        reason,
+    };
+    let (reg, build) = read_header(path, image)?;
+    compare_build(path, &build)?;
+    let size = u32::from_le_bytes(
+        image
+            .bytes(
+                reg + offset_of!(RegistryV1, size) as u64,
+                4,
+                "registry size",
+            )
+            .map_err(corrupt)?
+            .try_into()
+            .expect("4 bytes"),
+    );
     // From here on the patch was built by this compiler, for this target, with
     // the same cfgs: the host's layouts are the patch's.
     if size as usize != size_of::<RegistryV1>() {
@@ -153,12 +216,17 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
     ] {
         image.code_ptr_at(field(off), what).map_err(corrupt)?;
     }
-    for (off, what) in [
+    let mut hooks = [false; 2];
+    for (i, (off, what)) in [
         (offset_of!(RegistryV1, on_apply), "registry.on_apply"),
         (offset_of!(RegistryV1, on_revert), "registry.on_revert"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         if let Some(target) = image.ptr_at(field(off), what).map_err(corrupt)? {
             image.check_code(target, what).map_err(corrupt)?;
+            hooks[i] = true;
         }
     }
     let p = str_ptr_first();
@@ -287,6 +355,8 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
         host_fns,
         shared,
         slices: [entries_slice, foreign_slice, fns_slice, shared_slice],
+        on_apply: hooks[0],
+        on_revert: hooks[1],
     })
 }
 
@@ -325,63 +395,44 @@ fn items(s: Slice, size: usize) -> impl Iterator<Item = u64> {
     (0..s.count as u64).map(move |i| s.start + i * size as u64)
 }
 
-/// Compares the patch's build fingerprint, read at `at`, with the host's.
-fn compare_build(path: &Path, image: &Image<'_>, at: u64) -> Result<()> {
+/// The host's own build fingerprint, as text.
+pub(crate) fn host_build() -> ParsedBuild {
     let host = &BuildFingerprint::CURRENT;
     // SAFETY: the host's own fingerprint: RawStr built by RawStr::new from
     // static strings of this build.
     let s = |r: &crate::abi::RawStr| unsafe { r.to_string_lossy() };
-    let raw = |off: usize, what: &'static str| {
-        image
-            .str_at(at + off as u64, true, MAX_TEXT, what)
-            .map_err(|reason| Error::CorruptRegistry {
-                path: path.to_owned(),
-                reason,
-            })
-    };
-    let da = image
-        .bytes(
-            at + offset_of!(BuildFingerprint, debug_assertions) as u64,
-            1,
-            "debug_assertions",
-        )
-        .map_err(|reason| Error::CorruptRegistry {
-            path: path.to_owned(),
-            reason,
-        })?[0];
+    ParsedBuild {
+        rustc: s(&host.rustc),
+        target: s(&host.target),
+        panic: s(&host.panic),
+        debug_assertions: host.debug_assertions != 0,
+        target_features: s(&host.target_features),
+        hotfix_abi: s(&host.hotfix_abi),
+    }
+}
+
+/// Compares the patch's build fingerprint with the host's; the first field
+/// that differs is named.
+pub(crate) fn compare_build(path: &Path, patch: &ParsedBuild) -> Result<()> {
+    let host = host_build();
     let fields: [(&'static str, String, String); 6] = [
-        (
-            "compiler (rustc -vV)",
-            raw(offset_of!(BuildFingerprint, rustc), "build.rustc")?,
-            s(&host.rustc),
-        ),
-        (
-            "target",
-            raw(offset_of!(BuildFingerprint, target), "build.target")?,
-            s(&host.target),
-        ),
-        (
-            "panic strategy",
-            raw(offset_of!(BuildFingerprint, panic), "build.panic")?,
-            s(&host.panic),
-        ),
+        ("compiler (rustc -vV)", patch.rustc.clone(), host.rustc),
+        ("target", patch.target.clone(), host.target),
+        ("panic strategy", patch.panic.clone(), host.panic),
         (
             "debug_assertions setting",
-            (da != 0).to_string(),
-            (host.debug_assertions != 0).to_string(),
+            patch.debug_assertions.to_string(),
+            host.debug_assertions.to_string(),
         ),
         (
             "set of target features",
-            raw(
-                offset_of!(BuildFingerprint, target_features),
-                "build.target_features",
-            )?,
-            s(&host.target_features),
+            patch.target_features.clone(),
+            host.target_features,
         ),
         (
             "hotfix ABI version",
-            raw(offset_of!(BuildFingerprint, hotfix_abi), "build.hotfix_abi")?,
-            s(&host.hotfix_abi),
+            patch.hotfix_abi.clone(),
+            host.hotfix_abi,
         ),
     ];
     for (what, p, h) in fields {

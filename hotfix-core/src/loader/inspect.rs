@@ -1,0 +1,135 @@
+//! Reading a patch file without a host: what `hotfix inspect` shows.
+//!
+//! The file gets the loader's checks (kind, owner, permissions, size, file
+//! system; a complete x86-64 ELF with a registry) and its registry is read
+//! from the file's bytes, as the loader reads it before `dlopen`. Nothing of
+//! the patch is loaded or run.
+
+use super::{elf_scan, file_check, image, static_registry};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// What a patch file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatchInfo {
+    /// The file (canonical path).
+    pub file: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes, lower-case hex (what `sha256sum` prints).
+    pub sha256: String,
+    /// How it was built.
+    pub build: BuildInfo,
+    /// Why the rest of the registry was not read, when the patch was built
+    /// differently from this program (its layout may differ): the first field
+    /// that differs. `None`: everything below was read.
+    pub unreadable: Option<String>,
+    /// The patch's name.
+    pub name: String,
+    /// The patch's version.
+    pub version: String,
+    /// The `#[patchable]` functions it replaces.
+    pub targets: Vec<TargetInfo>,
+    /// The foreign functions it replaces, by symbol.
+    pub foreign: Vec<String>,
+    /// The host `#[shared]` statics it uses.
+    pub shared: Vec<String>,
+    /// Whether it has an `on_apply` hook.
+    pub apply_hook: bool,
+    /// Whether it has an `on_revert` hook.
+    pub revert_hook: bool,
+    /// The id of the key its signature file (`<file>.sig`) names, if it has
+    /// one. Not verified here: a host verifies it against the keys it trusts.
+    pub signer: Option<String>,
+}
+
+/// A patch's build fingerprint: what a host must have been built with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `rustc -vV` of the compiler.
+    pub rustc: String,
+    /// Target triple.
+    pub target: String,
+    /// Panic strategy.
+    pub panic: String,
+    /// Whether debug assertions were on.
+    pub debug_assertions: bool,
+    /// Enabled target features.
+    pub target_features: String,
+    /// Version of hotfix's ABI.
+    pub hotfix_abi: String,
+}
+
+/// A replaced function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// The function's path.
+    pub path: String,
+    /// Its signature as written.
+    pub signature: String,
+    /// Where the replacement is in the patch's source.
+    pub location: String,
+}
+
+/// Reads a patch file: see the module documentation. Refuses what the loader
+/// refuses before the build fingerprint (not a file, insecure, not a patch).
+pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
+    let checked = file_check::check(path.as_ref(), file_check::DEFAULT_MAX_PATCH_SIZE)?;
+    let src = checked.source.clone();
+    let file = elf_scan::inspect(&src, &checked.bytes)?;
+    let object::File::Elf64(elf) = &file else {
+        return Err(Error::NotSharedObject {
+            path: src,
+            reason: "not a 64-bit ELF file".into(),
+        });
+    };
+    let image =
+        image::Image::new(elf, &checked.bytes).map_err(|reason| Error::CorruptRegistry {
+            path: src.clone(),
+            reason,
+        })?;
+    let (_, b) = static_registry::read_header(&src, &image)?;
+    let mut info = PatchInfo {
+        file: src.clone(),
+        size: checked.bytes.len() as u64,
+        sha256: checked.digest.to_string(),
+        build: BuildInfo {
+            rustc: b.rustc.clone(),
+            target: b.target.clone(),
+            panic: b.panic.clone(),
+            debug_assertions: b.debug_assertions,
+            target_features: b.target_features.clone(),
+            hotfix_abi: b.hotfix_abi.clone(),
+        },
+        unreadable: None,
+        name: String::new(),
+        version: String::new(),
+        targets: Vec::new(),
+        foreign: Vec::new(),
+        shared: Vec::new(),
+        apply_hook: false,
+        revert_hook: false,
+        signer: crate::signing::claimed_signer(&src),
+    };
+    if let Err(e) = static_registry::compare_build(&src, &b) {
+        info.unreadable = Some(e.to_string());
+        return Ok(info);
+    }
+    let reg = static_registry::parse(&src, &image)?;
+    info.name = reg.name;
+    info.version = reg.version;
+    info.targets = reg
+        .entries
+        .into_iter()
+        .map(|e| TargetInfo {
+            path: e.meta.path,
+            signature: e.meta.signature,
+            location: e.location,
+        })
+        .collect();
+    info.foreign = reg.foreign.into_iter().map(|f| f.symbol).collect();
+    info.shared = reg.shared.into_iter().map(|s| s.path).collect();
+    info.apply_hook = reg.on_apply;
+    info.revert_hook = reg.on_revert;
+    Ok(info)
+}
