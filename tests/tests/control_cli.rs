@@ -300,3 +300,46 @@ fn apply_to_several_processes_is_undone_when_one_refuses() {
     assert!(!b_socket.exists(), "the dead process's socket was removed");
     assert_eq!(hotfix(&ctl, &["status", &pb]).code, 2);
 }
+
+#[test]
+fn a_server_that_trusts_a_key_applies_only_what_it_signed() {
+    let ctl = control_dir("cli-signed");
+    let keys = scratch_dir("cli-keys");
+    let name = keys.join("release");
+    let r = hotfix(&ctl, &["keygen", name.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let public = keys.join("release.pub");
+    let secret = keys.join("release.secret");
+    assert_eq!(
+        fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the secret key is its owner's only"
+    );
+    // The demo patch, copied where its signature can live beside it.
+    let patch = keys.join("libdemo_patch.so");
+    fs::copy(build_demo_patch(), &patch).unwrap();
+    fs::set_permissions(&patch, fs::Permissions::from_mode(0o755)).unwrap();
+    let patch_arg = patch.to_str().unwrap();
+
+    let mut server = Server::start_with_env(
+        &["--trusted-key", public.to_str().unwrap()],
+        &[("HOTFIX_CONTROL_DIR", &ctl)],
+    );
+    let pid = server.pid.to_string();
+    let mut c = server.connect();
+    assert_eq!(c.ask("SUM 1 2"), "-1");
+
+    let r = hotfix(&ctl, &["apply", &pid, patch_arg]);
+    assert_eq!(r.code, 1, "an unsigned patch is refused: {r:?}");
+    assert!(r.stderr.contains("not signed"), "{r:?}");
+    assert_eq!(c.ask("SUM 1 2"), "-1");
+
+    let r = hotfix(&ctl, &["sign", "--key", secret.to_str().unwrap(), patch_arg]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = hotfix(&ctl, &["inspect", patch_arg]);
+    assert!(r.stdout.contains("signer           key "), "{r:?}");
+    let r = hotfix(&ctl, &["apply", &pid, patch_arg]);
+    assert_eq!(r.code, 0, "the signed patch applies: {r:?}");
+    assert_eq!(c.ask("SUM 1 2"), "3");
+    server.assert_alive();
+}
