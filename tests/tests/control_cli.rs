@@ -334,7 +334,10 @@ fn a_server_that_trusts_a_key_applies_only_what_it_signed() {
     assert!(r.stderr.contains("not signed"), "{r:?}");
     assert_eq!(c.ask("SUM 1 2"), "-1");
 
-    let r = hotfix(&ctl, &["sign", "--key", secret.to_str().unwrap(), patch_arg]);
+    let r = hotfix(
+        &ctl,
+        &["sign", "--key", secret.to_str().unwrap(), patch_arg],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     let r = hotfix(&ctl, &["inspect", patch_arg]);
     assert!(r.stdout.contains("signer           key "), "{r:?}");

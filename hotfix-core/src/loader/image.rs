@@ -23,6 +23,12 @@ struct Segment {
     exec: bool,
 }
 
+impl Segment {
+    fn end(&self) -> u64 {
+        self.vaddr + self.memsz
+    }
+}
+
 /// What the dynamic loader writes into a pointer slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reloc {
@@ -59,7 +65,9 @@ impl<'a> Image<'a> {
         let endian = elf.endian();
         let mut segments = Vec::new();
         for ph in elf.elf_program_headers() {
-            if ph.p_type(endian) != elf::PT_LOAD {
+            // A segment the loader maps unreadable could not be compared
+            // after loading: its contents are never read as registry data.
+            if ph.p_type(endian) != elf::PT_LOAD || ph.p_flags(endian) & elf::PF_R == 0 {
                 continue;
             }
             let seg = Segment {
@@ -134,7 +142,7 @@ impl<'a> Image<'a> {
         let end = vaddr.checked_add(len)?;
         self.segments
             .iter()
-            .find(|s| s.vaddr <= vaddr && end <= s.vaddr + s.memsz)
+            .find(|s| s.vaddr <= vaddr && end <= s.end())
     }
 
     /// `len` bytes at `vaddr`, which must lie in one segment's file bytes.

@@ -11,10 +11,11 @@
 //! so nobody else can place a library there later.
 
 use super::file_check::check_mode;
+use super::image::Image;
 use crate::error::{Error, Result};
 use object::Endianness;
 use object::elf;
-use object::read::elf::{Dyn, ElfFile64, FileHeader};
+use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -43,43 +44,75 @@ struct DynamicNeeds {
     runpath: Vec<String>,
 }
 
-fn dynamic_needs(path: &Path, elf: &ElfFile64<'_, Endianness>) -> Result<DynamicNeeds> {
+/// Reads `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH` from the dynamic segment
+/// (`PT_DYNAMIC`, what the dynamic loader reads, not the section headers) and
+/// its string table. Refuses the entries that make the loader load other
+/// libraries by other means (filters, auditors).
+fn dynamic_needs(
+    path: &Path,
+    elf: &ElfFile64<'_, Endianness>,
+    image: &Image<'_>,
+) -> Result<DynamicNeeds> {
     let bad = |reason: String| Error::NotSharedObject {
         path: path.to_owned(),
         reason,
     };
     let endian = elf.endian();
-    let data = elf.data();
-    let sections = elf
-        .elf_header()
-        .sections(endian, data)
-        .map_err(|e| bad(format!("section table: {e}")))?;
     let mut out = DynamicNeeds {
         needed: Vec::new(),
         rpath: Vec::new(),
         runpath: Vec::new(),
     };
-    // The index returned is the dynamic section's linked string table.
-    let Some((dyns, link)) = sections
-        .dynamic(endian, data)
-        .map_err(|e| bad(format!("dynamic section: {e}")))?
-    else {
+    let mut dynamic = None;
+    for ph in elf.elf_program_headers() {
+        if ph.p_type(endian) == elf::PT_DYNAMIC {
+            if dynamic.is_some() {
+                return Err(bad("two dynamic segments".into()));
+            }
+            dynamic = ph
+                .dynamic(endian, elf.data())
+                .map_err(|e| bad(format!("dynamic segment: {e}")))?;
+        }
+    }
+    let Some(dyns) = dynamic else {
         return Ok(out);
     };
-    let strings = sections
-        .strings(endian, data, link)
-        .map_err(|e| bad(format!("dynamic strings: {e}")))?;
+    let value = |tag: u32| {
+        dyns.iter()
+            .find(|d| d.tag32(endian) == Some(tag))
+            .and_then(|d| d.val32(endian))
+    };
+    let (Some(strtab), Some(strsz)) = (value(elf::DT_STRTAB), value(elf::DT_STRSZ)) else {
+        return Ok(out);
+    };
+    let strings = image
+        .bytes(u64::from(strtab), u64::from(strsz), "dynamic string table")
+        .map_err(bad)?;
     for d in dyns {
         let tag = d.tag32(endian);
         let list = match tag {
+            Some(elf::DT_NULL) => break,
             Some(elf::DT_NEEDED) => &mut out.needed,
             Some(elf::DT_RPATH) => &mut out.rpath,
             Some(elf::DT_RUNPATH) => &mut out.runpath,
+            Some(elf::DT_AUXILIARY | elf::DT_FILTER | elf::DT_AUDIT | elf::DT_DEPAUDIT) => {
+                return Err(refuse(
+                    path,
+                    "(filter or auditor)",
+                    "it names filter or audit libraries (DT_AUXILIARY, DT_FILTER, DT_AUDIT, DT_DEPAUDIT), which hotfix does not check".into(),
+                ));
+            }
             _ => continue,
         };
-        let s = d
-            .string(endian, strings)
-            .map_err(|e| bad(format!("dynamic string: {e}")))?;
+        let offset = d.val32(endian).unwrap_or(u32::MAX) as usize;
+        let s = strings
+            .get(offset..)
+            .and_then(|rest| rest.split(|&b| b == 0).next().filter(|_| rest.contains(&0)))
+            .ok_or_else(|| {
+                bad(format!(
+                    "dynamic string at offset {offset} is outside the table"
+                ))
+            })?;
         let s = String::from_utf8_lossy(s).into_owned();
         if tag == Some(elf::DT_NEEDED) {
             list.push(s);
@@ -128,8 +161,8 @@ fn check_dir(path: &Path, library: &str, dir: &Path) -> Result<()> {
 
 /// Checks every `DT_NEEDED` library and search directory of the patch at
 /// `path`. Nothing is loaded.
-pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>) -> Result<()> {
-    let needs = dynamic_needs(path, elf)?;
+pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>, image: &Image<'_>) -> Result<()> {
+    let needs = dynamic_needs(path, elf, image)?;
     let mut own_dirs = Vec::new();
     // DT_RPATH is searched first only when there is no DT_RUNPATH.
     let (before_env, after_env) = if needs.runpath.is_empty() {
