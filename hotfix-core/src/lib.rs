@@ -121,6 +121,22 @@
 //! libraries stay mapped, since a thread may still be running their code, and a
 //! patch applied again reuses its library.
 //!
+//! # What is proven before a patch is loaded
+//!
+//! `dlopen` runs a library's constructors, so it comes last: before it, the
+//! file is read with a bound ([`Runtime::set_max_patch_size`]), must be a
+//! regular file on an ordinary file system owned by this user or root and
+//! writable by its owner only, is identified by its SHA-256 ([`Digest`]), and
+//! its registry is parsed from the file's bytes (format, build fingerprint,
+//! every replacement against the host, foreign symbols; every length, count
+//! and pointer bounded), as are the libraries and search paths it makes the
+//! loader use. After `dlopen` the loaded library is compared byte for byte
+//! with what was proven. Where the runtime trusts keys
+//! ([`Runtime::trust_key`], `HOTFIX_TRUSTED_KEYS`), a patch must carry an
+//! Ed25519 signature by one of them ([`signing`]), checked before the file is
+//! parsed. A patch that passes every check is trusted code: its constructors
+//! and IFUNC resolvers run at `dlopen` like any library's.
+//!
 //! # Hooks
 //!
 //! `on_apply` runs after every check (foreign functions resolved, planned and

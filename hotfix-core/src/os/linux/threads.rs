@@ -163,7 +163,7 @@ enum Round {
 /// Before stopping anyone, refuses with [`CodeError::ThreadBlocksStopSignal`]
 /// if threads keep the stop signal blocked (the `sigwait` pattern), naming them;
 /// a thread that blocks it only later is noticed while waiting and refused the
-/// same way within [`BLOCKED_GRACE`] or so. Refuses with
+/// same way within the grace period (40 ms) or so. Refuses with
 /// [`CodeError::ThreadNotStopped`] if a thread does not enter the handler in time
 /// (stopped by a debugger), and with [`CodeError::SignalInUse`] if the
 /// application owns the stop signal.
