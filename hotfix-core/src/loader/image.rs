@@ -1,17 +1,28 @@
-//! The patch file as its loader would map it, read without loading it: bytes
-//! at a virtual address (from the loadable segments), and the value a pointer
-//! slot will hold once the dynamic loader has applied the relocations.
+//! The patch file as the dynamic loader will map it, read without loading it:
+//! bytes at a virtual address (from the loadable segments), the dynamic
+//! segment, and the value a pointer slot will hold once the loader has applied
+//! the relocations.
+//!
+//! Everything is read the way `ld.so` reads it: segments from the program
+//! headers, the dynamic array from `PT_DYNAMIC` at its address, relocations
+//! from `DT_RELA`/`DT_JMPREL`, their symbols from `DT_SYMTAB` (section headers,
+//! which the loader ignores, are not trusted). What the loader would do that
+//! this model cannot prove harmless is refused: code run while relocating
+//! (`R_X86_64_IRELATIVE`, relocations against IFUNC symbols), writes to
+//! non-writable segments (text relocations), relocation formats it does not
+//! read (`DT_RELR`, `DT_REL`), unreadable or overlapping segments.
 //!
 //! Every read is bounded and checked: an address outside the segments, a
 //! length that overflows or runs past the file, a pointer slot with no
-//! relocation, each is an error naming what was asked for. Every region read
-//! is recorded, so that after `dlopen` the same regions of the live library can
-//! be compared with what was validated here ([`Image::expected`]).
+//! relocation, each is an error naming what was asked for; all strings read
+//! together are bounded too. Every region read is recorded, so that after
+//! `dlopen` the same regions of the live library can be compared with what was
+//! validated here ([`Image::expected`]).
 
 use object::elf;
 use object::read::elf::{ElfFile64, ProgramHeader};
-use object::{Endianness, Object, ObjectSymbol, ObjectSymbolTable, RelocationFlags};
-use std::cell::RefCell;
+use object::{Endianness, Object, ObjectSymbol, ObjectSymbolTable};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 /// A loadable segment.
@@ -21,6 +32,7 @@ struct Segment {
     offset: u64,
     filesz: u64,
     exec: bool,
+    write: bool,
 }
 
 impl Segment {
@@ -35,12 +47,21 @@ enum Reloc {
     /// `base + addend` (`R_X86_64_RELATIVE`, or `R_X86_64_64` against a symbol
     /// this file defines).
     Relative(u64),
-    /// A symbol of another object: not a pointer into the patch.
+    /// Bound by symbol lookup (another object, or TLS): not a pointer into the
+    /// patch.
     External,
 }
 
 /// Why a read of the image failed.
 pub(crate) type ImageError = String;
+
+/// `DT_RELR` (packed relative relocations), not named by the `object` crate.
+const DT_RELR: u32 = 36;
+/// Most bytes of strings one image may hand out in all.
+const STRING_BUDGET: u64 = 64 << 20;
+/// Most dynamic entries and relocations read.
+const MAX_DYNAMIC: u64 = 1 << 16;
+const MAX_RELOCS: u64 = 1 << 24;
 
 /// A patch file viewed as it will be mapped.
 pub(crate) struct Image<'a> {
@@ -48,89 +69,266 @@ pub(crate) struct Image<'a> {
     segments: Vec<Segment>,
     relocs: BTreeMap<u64, Reloc>,
     dynsyms: HashMap<String, u64>,
+    /// The dynamic array: `(tag, value)` up to `DT_NULL`.
+    dynamic: Vec<(i64, u64)>,
     /// Regions read so far: `(vaddr, len)`.
     read: RefCell<Vec<(u64, u64)>>,
+    /// String bytes handed out so far.
+    strings: Cell<u64>,
 }
 
-/// Relocation types of x86-64 this reader resolves.
-const R_64: u32 = elf::R_X86_64_64;
-const R_RELATIVE: u32 = elf::R_X86_64_RELATIVE;
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
 
 impl<'a> Image<'a> {
-    /// Reads the segments, dynamic relocations and dynamic symbols.
+    /// Reads the segments, the dynamic array, the relocations and the exported
+    /// symbols.
     pub(crate) fn new(
         elf: &ElfFile64<'a, Endianness>,
         bytes: &'a [u8],
     ) -> Result<Self, ImageError> {
         let endian = elf.endian();
-        let mut segments = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut dynamic_at = None;
         for ph in elf.elf_program_headers() {
-            // A segment the loader maps unreadable could not be compared
-            // after loading: its contents are never read as registry data.
-            if ph.p_type(endian) != elf::PT_LOAD || ph.p_flags(endian) & elf::PF_R == 0 {
-                continue;
+            match ph.p_type(endian) {
+                elf::PT_DYNAMIC => {
+                    if dynamic_at.is_some() {
+                        return Err("two dynamic segments".into());
+                    }
+                    dynamic_at = Some((ph.p_vaddr(endian), ph.p_filesz(endian)));
+                    continue;
+                }
+                elf::PT_LOAD => {}
+                _ => continue,
             }
+            let flags = ph.p_flags(endian);
             let seg = Segment {
                 vaddr: ph.p_vaddr(endian),
                 memsz: ph.p_memsz(endian),
                 offset: ph.p_offset(endian),
                 filesz: ph.p_filesz(endian),
-                exec: ph.p_flags(endian) & elf::PF_X != 0,
+                exec: flags & elf::PF_X != 0,
+                write: flags & elf::PF_W != 0,
             };
+            if flags & elf::PF_R == 0 {
+                return Err(format!(
+                    "the loadable segment at {:#x} is not readable",
+                    seg.vaddr
+                ));
+            }
             let in_file = seg
                 .offset
                 .checked_add(seg.filesz)
                 .is_some_and(|e| e <= bytes.len() as u64);
-            if !in_file || seg.filesz > seg.memsz || seg.vaddr.checked_add(seg.memsz).is_none() {
+            let end = seg
+                .vaddr
+                .checked_add(seg.memsz)
+                .and_then(|e| e.checked_add(0xfff));
+            if !in_file || seg.filesz > seg.memsz || end.is_none() {
                 return Err(format!(
-                    "a loadable segment at {:#x} lies outside the file or overflows",
+                    "the loadable segment at {:#x} lies outside the file or overflows",
+                    seg.vaddr
+                ));
+            }
+            // Page-rounded, as the loader maps them: each segment must begin on
+            // a page after the previous one ends.
+            if let Some(prev) = segments.last()
+                && seg.vaddr & !0xfff < (prev.end() + 0xfff) & !0xfff
+            {
+                return Err(format!(
+                    "the loadable segment at {:#x} overlaps or precedes the one before it",
                     seg.vaddr
                 ));
             }
             segments.push(seg);
         }
-        let mut dynsyms = HashMap::new();
+        let mut image = Self {
+            bytes,
+            segments,
+            relocs: BTreeMap::new(),
+            dynsyms: HashMap::new(),
+            dynamic: Vec::new(),
+            read: RefCell::new(Vec::new()),
+            strings: Cell::new(0),
+        };
+        if let Some((vaddr, size)) = dynamic_at {
+            image.read_dynamic(vaddr, size)?;
+            image.read_relocations()?;
+        }
         if let Some(table) = elf.dynamic_symbol_table() {
             for sym in table.symbols() {
                 if let Ok(name) = sym.name()
                     && !sym.is_undefined()
                 {
-                    dynsyms.insert(name.to_owned(), sym.address());
+                    image.dynsyms.insert(name.to_owned(), sym.address());
                 }
             }
         }
-        let mut relocs = BTreeMap::new();
-        if let Some(iter) = elf.dynamic_relocations() {
-            for (offset, r) in iter {
-                let RelocationFlags::Elf { r_type } = r.flags() else {
-                    continue;
-                };
-                let value = match r_type {
-                    R_RELATIVE => Reloc::Relative(r.addend() as u64),
-                    R_64 => match r.target() {
-                        object::RelocationTarget::Symbol(i) => match elf
-                            .dynamic_symbol_table()
-                            .and_then(|t| t.symbol_by_index(i).ok())
-                        {
-                            Some(s) if !s.is_undefined() => {
-                                Reloc::Relative(s.address().wrapping_add(r.addend() as u64))
-                            }
-                            _ => Reloc::External,
-                        },
-                        _ => Reloc::Relative(r.addend() as u64),
-                    },
-                    _ => continue,
-                };
-                relocs.insert(offset, value);
+        Ok(image)
+    }
+
+    /// Reads the dynamic array at `vaddr` (up to `DT_NULL`).
+    fn read_dynamic(&mut self, vaddr: u64, size: u64) -> Result<(), ImageError> {
+        let count = (size / 16).min(MAX_DYNAMIC);
+        let raw = self.loader_bytes(vaddr, count * 16, "the dynamic segment")?;
+        for i in 0..count as usize {
+            let tag = le64(raw, i * 16) as i64;
+            if tag == i64::from(elf::DT_NULL) {
+                break;
+            }
+            self.dynamic.push((tag, le64(raw, i * 16 + 8)));
+        }
+        for tag in [
+            DT_RELR,
+            elf::DT_REL,
+            elf::DT_TEXTREL,
+            elf::DT_AUXILIARY,
+            elf::DT_FILTER,
+            elf::DT_AUDIT,
+            elf::DT_DEPAUDIT,
+        ] {
+            if self.dynamic_value(tag)?.is_some() {
+                return Err(format!(
+                    "dynamic tag {tag:#x} (DT_RELR, DT_REL, DT_TEXTREL, filter or audit libraries) is not supported"
+                ));
             }
         }
-        Ok(Self {
-            bytes,
-            segments,
-            relocs,
-            dynsyms,
-            read: RefCell::new(Vec::new()),
-        })
+        if self
+            .dynamic_value(elf::DT_FLAGS)?
+            .is_some_and(|f| f & u64::from(elf::DF_TEXTREL) != 0)
+        {
+            return Err("the patch has text relocations (DF_TEXTREL)".into());
+        }
+        Ok(())
+    }
+
+    /// The value of the one dynamic entry `tag`; refused if it appears twice.
+    pub(crate) fn dynamic_value(&self, tag: u32) -> Result<Option<u64>, ImageError> {
+        let mut found = self.dynamic.iter().filter(|(t, _)| *t == i64::from(tag));
+        let first = found.next().map(|(_, v)| *v);
+        if found.next().is_some() {
+            return Err(format!("dynamic tag {tag:#x} appears twice"));
+        }
+        Ok(first)
+    }
+
+    /// Every value of dynamic entries `tag`, in order.
+    pub(crate) fn dynamic_values(&self, tag: u32) -> impl Iterator<Item = u64> + '_ {
+        self.dynamic
+            .iter()
+            .filter(move |(t, _)| *t == i64::from(tag))
+            .map(|(_, v)| *v)
+    }
+
+    /// The NUL-terminated string at `offset` of the dynamic string table.
+    pub(crate) fn dynamic_string(&self, offset: u64) -> Result<&'a [u8], ImageError> {
+        let (Some(table), Some(size)) = (
+            self.dynamic_value(elf::DT_STRTAB)?,
+            self.dynamic_value(elf::DT_STRSZ)?,
+        ) else {
+            return Err("dynamic strings without DT_STRTAB and DT_STRSZ".into());
+        };
+        let strings = self.loader_bytes(table, size, "the dynamic string table")?;
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|o| strings.get(o..))
+            .ok_or_else(|| format!("dynamic string at {offset} is outside its table"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| format!("dynamic string at {offset} is not terminated"))?;
+        Ok(&rest[..end])
+    }
+
+    /// Reads `DT_RELA` and `DT_JMPREL` and resolves what each relocation writes.
+    fn read_relocations(&mut self) -> Result<(), ImageError> {
+        let mut tables = Vec::new();
+        if let Some(at) = self.dynamic_value(elf::DT_RELA)? {
+            let size = self.dynamic_value(elf::DT_RELASZ)?.unwrap_or(0);
+            tables.push((at, size));
+        }
+        if let Some(at) = self.dynamic_value(elf::DT_JMPREL)? {
+            if self.dynamic_value(elf::DT_PLTREL)? != Some(u64::from(elf::DT_RELA)) {
+                return Err("PLT relocations that are not RELA".into());
+            }
+            let size = self.dynamic_value(elf::DT_PLTRELSZ)?.unwrap_or(0);
+            tables.push((at, size));
+        }
+        let symtab = self.dynamic_value(elf::DT_SYMTAB)?;
+        for (at, size) in tables {
+            if size % 24 != 0 || size / 24 > MAX_RELOCS {
+                return Err(format!("a relocation table of {size} bytes"));
+            }
+            let raw = self.loader_bytes(at, size, "a relocation table")?;
+            for i in 0..(size / 24) as usize {
+                let offset = le64(raw, i * 24);
+                let info = le64(raw, i * 24 + 8);
+                let addend = le64(raw, i * 24 + 16);
+                let r_type = (info & 0xffff_ffff) as u32;
+                let sym = info >> 32;
+                let value = match r_type {
+                    elf::R_X86_64_NONE => continue,
+                    elf::R_X86_64_RELATIVE => Reloc::Relative(addend),
+                    elf::R_X86_64_64 => match self.symbol_value(symtab, sym)? {
+                        Some(v) => Reloc::Relative(v.wrapping_add(addend)),
+                        None => Reloc::External,
+                    },
+                    elf::R_X86_64_GLOB_DAT
+                    | elf::R_X86_64_JUMP_SLOT
+                    | elf::R_X86_64_DTPMOD64
+                    | elf::R_X86_64_DTPOFF64
+                    | elf::R_X86_64_TPOFF64 => {
+                        self.symbol_value(symtab, sym)?;
+                        Reloc::External
+                    }
+                    elf::R_X86_64_IRELATIVE => {
+                        return Err(format!(
+                            "the relocation at {offset:#x} runs an IFUNC resolver of the patch while loading"
+                        ));
+                    }
+                    other => {
+                        return Err(format!(
+                            "relocation type {other} at {offset:#x} is not supported"
+                        ));
+                    }
+                };
+                match self.segment_of(offset, 8) {
+                    Some(s) if s.write => {}
+                    _ => {
+                        return Err(format!(
+                            "the relocation at {offset:#x} writes outside the patch's writable segments"
+                        ));
+                    }
+                }
+                self.relocs.insert(offset, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of dynamic symbol `index` if this file defines it (`None`: it
+    /// is undefined, bound elsewhere). Refuses IFUNC symbols: binding to one
+    /// runs its resolver while loading.
+    fn symbol_value(&self, symtab: Option<u64>, index: u64) -> Result<Option<u64>, ImageError> {
+        if index == 0 {
+            return Ok(Some(0));
+        }
+        let table = symtab.ok_or("a relocation names a symbol but there is no DT_SYMTAB")?;
+        let at = index
+            .checked_mul(24)
+            .and_then(|o| table.checked_add(o))
+            .ok_or("symbol index overflows")?;
+        let sym = self.loader_bytes(at, 24, "a dynamic symbol")?;
+        let info = sym[4];
+        let shndx = u16::from_le_bytes([sym[6], sym[7]]);
+        if info & 0xf == elf::STT_GNU_IFUNC {
+            return Err(format!(
+                "a relocation binds to IFUNC symbol #{index}, whose resolver would run while loading"
+            ));
+        }
+        Ok((shndx != elf::SHN_UNDEF).then(|| le64(sym, 8)))
     }
 
     /// The address of a symbol this file defines and exports.
@@ -145,8 +343,19 @@ impl<'a> Image<'a> {
             .find(|s| s.vaddr <= vaddr && end <= s.end())
     }
 
-    /// `len` bytes at `vaddr`, which must lie in one segment's file bytes.
+    /// `len` bytes at `vaddr`, which must lie in one segment's file bytes;
+    /// recorded for the comparison after loading.
     pub(crate) fn bytes(&self, vaddr: u64, len: u64, what: &str) -> Result<&'a [u8], ImageError> {
+        let b = self.loader_bytes(vaddr, len, what)?;
+        self.read.borrow_mut().push((vaddr, len));
+        Ok(b)
+    }
+
+    /// Bytes of the loader's own tables (dynamic array, relocations, symbols,
+    /// strings): bounded like [`Image::bytes`] but not compared after loading,
+    /// since the loader may rewrite them (glibc relocates dynamic entries in
+    /// place).
+    fn loader_bytes(&self, vaddr: u64, len: u64, what: &str) -> Result<&'a [u8], ImageError> {
         let seg = self.segment_of(vaddr, len).ok_or_else(|| {
             format!("{what}: {len} bytes at {vaddr:#x} lie outside the file's segments")
         })?;
@@ -157,15 +366,46 @@ impl<'a> Image<'a> {
             ));
         }
         let start = (seg.offset + rel) as usize;
-        self.read.borrow_mut().push((vaddr, len));
         Ok(&self.bytes[start..start + len as usize])
+    }
+
+    /// `vaddr + off`, or an error naming `what`.
+    pub(crate) fn at(vaddr: u64, off: u64, what: &str) -> Result<u64, ImageError> {
+        vaddr
+            .checked_add(off)
+            .ok_or_else(|| format!("{what}: address {vaddr:#x} + {off} overflows"))
+    }
+
+    /// Checks that `vaddr` is aligned to `align` (a reference to it will be
+    /// formed once the library is loaded).
+    pub(crate) fn check_aligned(vaddr: u64, align: usize, what: &str) -> Result<(), ImageError> {
+        if vaddr % align as u64 != 0 {
+            return Err(format!("{what}: {vaddr:#x} is not {align}-byte aligned"));
+        }
+        Ok(())
+    }
+
+    /// Checks that `[vaddr, vaddr+len)` lies in a writable segment (the
+    /// runtime will write there when it binds the patch).
+    pub(crate) fn check_writable(
+        &self,
+        vaddr: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<(), ImageError> {
+        match self.segment_of(vaddr, len) {
+            Some(s) if s.write => Ok(()),
+            _ => Err(format!(
+                "{what}: {vaddr:#x} is not in a writable segment of the patch"
+            )),
+        }
     }
 
     /// A little-endian `u64` at `vaddr` as stored in the file (a pointer slot
     /// holds 0 there until relocated).
     pub(crate) fn u64_at(&self, vaddr: u64, what: &str) -> Result<u64, ImageError> {
         let b = self.bytes(vaddr, 8, what)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        Ok(le64(b, 0))
     }
 
     /// The address (relative to the load base) a pointer slot will hold once
@@ -175,7 +415,7 @@ impl<'a> Image<'a> {
         match self.relocs.get(&vaddr) {
             Some(Reloc::Relative(target)) => Ok(Some(*target)),
             Some(Reloc::External) => Err(format!(
-                "{what}: the pointer at {vaddr:#x} is bound to a symbol of another object"
+                "{what}: the pointer at {vaddr:#x} is bound to a symbol, not into the patch"
             )),
             None if stored == 0 => Ok(None),
             None => Err(format!(
@@ -204,7 +444,8 @@ impl<'a> Image<'a> {
     }
 
     /// A string stored as `(pointer, length)` (`ptr_first`) or `(length,
-    /// pointer)` at `vaddr`, at most `max` bytes, valid UTF-8.
+    /// pointer)` at `vaddr`, at most `max` bytes, valid UTF-8. All strings of
+    /// one image together are bounded too.
     pub(crate) fn str_at(
         &self,
         vaddr: u64,
@@ -212,10 +453,11 @@ impl<'a> Image<'a> {
         max: u64,
         what: &str,
     ) -> Result<String, ImageError> {
+        let second = Self::at(vaddr, 8, what)?;
         let (p, l) = if ptr_first {
-            (vaddr, vaddr + 8)
+            (vaddr, second)
         } else {
-            (vaddr + 8, vaddr)
+            (second, vaddr)
         };
         let len = self.u64_at(l, what)?;
         if len > max {
@@ -223,6 +465,13 @@ impl<'a> Image<'a> {
                 "{what}: length {len} is over the limit of {max} bytes"
             ));
         }
+        let total = self.strings.get() + len;
+        if total > STRING_BUDGET {
+            return Err(format!(
+                "{what}: the registry's strings add up to more than {STRING_BUDGET} bytes"
+            ));
+        }
+        self.strings.set(total);
         let Some(ptr) = self.ptr_at(p, what)? else {
             return if len == 0 {
                 Ok(String::new())

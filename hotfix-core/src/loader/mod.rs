@@ -218,7 +218,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
             source: Box::new(source),
         })?;
     }
-    needed::check(src, elf, &image)?;
+    needed::check(src, &image)?;
     // ---- every check the file's bytes allow has passed: load it ----
     let copy = file_check::private_copy(&checked)?;
     let opened = registry::open(src, copy.path(), &image, &parsed);

@@ -13,9 +13,7 @@
 use super::file_check::check_mode;
 use super::image::Image;
 use crate::error::{Error, Result};
-use object::Endianness;
 use object::elf;
-use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -44,108 +42,60 @@ struct DynamicNeeds {
     runpath: Vec<String>,
 }
 
-/// Reads `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH` from the dynamic segment
-/// (`PT_DYNAMIC`, what the dynamic loader reads, not the section headers) and
-/// its string table. Refuses the entries that make the loader load other
-/// libraries by other means (filters, auditors).
-fn dynamic_needs(
-    path: &Path,
-    elf: &ElfFile64<'_, Endianness>,
-    image: &Image<'_>,
-) -> Result<DynamicNeeds> {
+/// Reads `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH` from the dynamic array as
+/// the loader reads it ([`Image`]: `PT_DYNAMIC` at its address; filters and
+/// auditors were refused there).
+fn dynamic_needs(path: &Path, image: &Image<'_>) -> Result<DynamicNeeds> {
     let bad = |reason: String| Error::NotSharedObject {
         path: path.to_owned(),
         reason,
     };
-    let endian = elf.endian();
-    let mut out = DynamicNeeds {
-        needed: Vec::new(),
-        rpath: Vec::new(),
-        runpath: Vec::new(),
+    let string = |offset: u64| {
+        image
+            .dynamic_string(offset)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .map_err(bad)
     };
-    let mut dynamic = None;
-    for ph in elf.elf_program_headers() {
-        if ph.p_type(endian) == elf::PT_DYNAMIC {
-            if dynamic.is_some() {
-                return Err(bad("two dynamic segments".into()));
-            }
-            dynamic = ph
-                .dynamic(endian, elf.data())
-                .map_err(|e| bad(format!("dynamic segment: {e}")))?;
+    let paths = |tag: u32| -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for v in image.dynamic_values(tag) {
+            out.extend(
+                string(v)?
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            );
         }
-    }
-    let Some(dyns) = dynamic else {
-        return Ok(out);
+        Ok(out)
     };
-    let value = |tag: u32| {
-        dyns.iter()
-            .find(|d| d.tag32(endian) == Some(tag))
-            .and_then(|d| d.val32(endian))
-    };
-    let (Some(strtab), Some(strsz)) = (value(elf::DT_STRTAB), value(elf::DT_STRSZ)) else {
-        return Ok(out);
-    };
-    let strings = image
-        .bytes(u64::from(strtab), u64::from(strsz), "dynamic string table")
-        .map_err(bad)?;
-    for d in dyns {
-        let tag = d.tag32(endian);
-        let list = match tag {
-            Some(elf::DT_NULL) => break,
-            Some(elf::DT_NEEDED) => &mut out.needed,
-            Some(elf::DT_RPATH) => &mut out.rpath,
-            Some(elf::DT_RUNPATH) => &mut out.runpath,
-            Some(elf::DT_AUXILIARY | elf::DT_FILTER | elf::DT_AUDIT | elf::DT_DEPAUDIT) => {
-                return Err(refuse(
-                    path,
-                    "(filter or auditor)",
-                    "it names filter or audit libraries (DT_AUXILIARY, DT_FILTER, DT_AUDIT, DT_DEPAUDIT), which hotfix does not check".into(),
-                ));
-            }
-            _ => continue,
-        };
-        let offset = d.val32(endian).unwrap_or(u32::MAX) as usize;
-        let s = strings
-            .get(offset..)
-            .and_then(|rest| rest.split(|&b| b == 0).next().filter(|_| rest.contains(&0)))
-            .ok_or_else(|| {
-                bad(format!(
-                    "dynamic string at offset {offset} is outside the table"
-                ))
-            })?;
-        let s = String::from_utf8_lossy(s).into_owned();
-        if tag == Some(elf::DT_NEEDED) {
-            list.push(s);
-        } else {
-            list.extend(s.split(':').filter(|p| !p.is_empty()).map(str::to_owned));
-        }
-    }
-    Ok(out)
+    Ok(DynamicNeeds {
+        needed: image
+            .dynamic_values(elf::DT_NEEDED)
+            .map(string)
+            .collect::<Result<_>>()?,
+        rpath: paths(elf::DT_RPATH)?,
+        runpath: paths(elf::DT_RUNPATH)?,
+    })
 }
 
-/// Expands `$ORIGIN` (the patch's directory); refuses other tokens.
-fn expand(path: &Path, library: &str, dir: &str) -> Result<PathBuf> {
-    let origin = path.parent().unwrap_or(Path::new("/")).to_string_lossy();
-    let expanded = dir
-        .replace("${ORIGIN}", &origin)
-        .replace("$ORIGIN", &origin);
-    if expanded.contains('$') {
+/// Refuses `$ORIGIN` and other tokens: the patch is loaded from a sealed
+/// in-memory copy, where the loader's `$ORIGIN` is not the patch's directory.
+fn expand(path: &Path, dir: &str) -> Result<PathBuf> {
+    if dir.contains('$') {
         return Err(refuse(
             path,
-            library,
-            format!("search path {dir:?} uses a token other than $ORIGIN"),
+            &format!("(search path {dir})"),
+            "it uses $ORIGIN or another token, which names no directory for a patch loaded from a sealed in-memory copy; give an absolute path".into(),
         ));
     }
-    if !expanded.starts_with('/') {
+    if !dir.starts_with('/') {
         return Err(refuse(
             path,
-            library,
-            format!(
-                "search path {dir:?} is relative: it would depend on the server's working directory"
-            ),
+            &format!("(search path {dir})"),
+            "it is relative: it would depend on the server's working directory".into(),
         ));
     }
-    Ok(PathBuf::from(expanded))
+    Ok(PathBuf::from(dir))
 }
 
 /// Checks a directory the loader would search, if it exists.
@@ -161,8 +111,8 @@ fn check_dir(path: &Path, library: &str, dir: &Path) -> Result<()> {
 
 /// Checks every `DT_NEEDED` library and search directory of the patch at
 /// `path`. Nothing is loaded.
-pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>, image: &Image<'_>) -> Result<()> {
-    let needs = dynamic_needs(path, elf, image)?;
+pub(crate) fn check(path: &Path, image: &Image<'_>) -> Result<()> {
+    let needs = dynamic_needs(path, image)?;
     let mut own_dirs = Vec::new();
     // DT_RPATH is searched first only when there is no DT_RUNPATH.
     let (before_env, after_env) = if needs.runpath.is_empty() {
@@ -171,15 +121,18 @@ pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>, image: &Image<
         (&needs.runpath, &needs.rpath)
     };
     for dir in needs.rpath.iter().chain(&needs.runpath) {
-        let d = expand(path, "(search path)", dir)?;
+        let d = expand(path, dir)?;
         own_dirs.push((dir.clone(), d));
     }
     let loaded: Vec<String> = crate::foreign::loaded_objects()
         .iter()
         .filter_map(|o| o.path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    let env_dirs: Vec<PathBuf> = std::env::var("LD_LIBRARY_PATH")
-        .unwrap_or_default()
+    let env = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+    // An empty or relative entry is searched relative to the working
+    // directory: not a place a check can vouch for.
+    let env_relative = !env.is_empty() && env.split(':').any(|p| !p.starts_with('/'));
+    let env_dirs: Vec<PathBuf> = env
         .split(':')
         .filter(|p| p.starts_with('/'))
         .map(PathBuf::from)
@@ -191,6 +144,13 @@ pub(crate) fn check(path: &Path, elf: &ElfFile64<'_, Endianness>, image: &Image<
         }
         if loaded.iter().any(|l| l == library) {
             continue;
+        }
+        if env_relative {
+            return Err(refuse(
+                path,
+                library,
+                "LD_LIBRARY_PATH has an empty or relative entry, so the loader would search the working directory".into(),
+            ));
         }
         let dirs = own_dirs
             .iter()

@@ -113,6 +113,9 @@ pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, Parsed
         .ok_or_else(|| Error::NoRegistry {
             path: path.to_owned(),
         })?;
+    // Every field address below is `reg` plus an offset inside the registry.
+    Image::at(reg, size_of::<RegistryV1>() as u64, "registry").map_err(corrupt)?;
+    Image::check_aligned(reg, std::mem::align_of::<RegistryV1>(), "registry").map_err(corrupt)?;
     let magic = image.bytes(
         reg + offset_of!(RegistryV1, magic) as u64,
         8,
@@ -231,6 +234,8 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
     }
     let p = str_ptr_first();
     let meta_at = |vaddr: u64, what: &str| -> std::result::Result<ParsedMeta, String> {
+        Image::at(vaddr, size_of::<FnMeta>() as u64, what)?;
+        Image::check_aligned(vaddr, std::mem::align_of::<FnMeta>(), what)?;
         image.bytes(vaddr, size_of::<FnMeta>() as u64, what)?;
         Ok(ParsedMeta {
             path: image.str_at(vaddr + offset_of!(FnMeta, path) as u64, p, MAX_PATH, what)?,
@@ -329,14 +334,15 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
                 what,
             )?;
             let type_fp = image.u64_at(at + offset_of!(SharedDesc, type_fp) as u64, what)?;
-            for off in [
-                offset_of!(SharedDesc, cell),
-                offset_of!(SharedDesc, storage),
-            ] {
-                image
-                    .ptr_at(at + off as u64, what)?
-                    .ok_or_else(|| format!("{what}: null pointer"))?;
-            }
+            image
+                .ptr_at(at + offset_of!(SharedDesc, storage) as u64, what)?
+                .ok_or_else(|| format!("{what}: null storage pointer"))?;
+            // The runtime writes the host's storage address into the cell.
+            let cell = image
+                .ptr_at(at + offset_of!(SharedDesc, cell) as u64, what)?
+                .ok_or_else(|| format!("{what}: null cell pointer"))?;
+            Image::check_aligned(cell, std::mem::align_of::<usize>(), what)?;
+            image.check_writable(cell, 8, what)?;
             Ok::<_, String>(ParsedShared {
                 path,
                 type_name,
@@ -370,6 +376,8 @@ fn slice(image: &Image<'_>, name: &str, size: usize) -> std::result::Result<Slic
         (Some(a), Some(b)) if a <= b => (a, b),
         _ => return Err(format!("the bounds of the {name} list are inconsistent")),
     };
+    // Every list's items are 8-byte aligned structs of pointers.
+    Image::check_aligned(start, 8, name)?;
     let bytes = stop - start;
     if bytes % size as u64 != 0 {
         return Err(format!(
