@@ -232,6 +232,9 @@ impl Runtime {
             });
         }
         if let Err(e) = state.code.write(plan, &label) {
+            if patch.registry.on_apply.is_none() {
+                return Err(e);
+            }
             let hook = match patch.registry.on_revert.map(|undo| undo()) {
                 None => {
                     "the patch has no on_revert hook, so whatever on_apply changed stays changed"

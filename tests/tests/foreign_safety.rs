@@ -165,3 +165,60 @@ fn a_thread_blocking_every_signal_refuses_a_foreign_apply_at_once_naming_it() {
     Runtime::global().revert_newest().expect("revert");
     assert_eq!(c_answer(2), 46);
 }
+
+#[test]
+fn a_thread_in_sigwait_for_every_signal_is_named_before_anyone_is_signalled() {
+    let _g = serial();
+    assert_eq!((c_answer(2), c_label().as_str()), (46, "original 7"));
+    let patch = Runtime::global()
+        .load(build_patch("foreign_good"))
+        .expect("load");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("sigwaiter2".into())
+        .spawn(move || {
+            // SAFETY: sigset operations on a local set; the mask of this thread
+            // only; sigwait returns when SIGUSR1 is sent to this thread below.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+                tx.send((libc::syscall(libc::SYS_gettid) as i32, libc::pthread_self()))
+                    .unwrap();
+                let mut got = 0;
+                libc::sigwait(&all, &mut got);
+                got
+            }
+        })
+        .unwrap();
+    let (tid, handle) = rx.recv().unwrap();
+    // Until it is inside sigwait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .unwrap_or_default()
+        .starts_with(&format!("{} ", libc::SYS_rt_sigtimedwait))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the thread never reached sigwait"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let err = Runtime::global()
+        .apply_loaded(&patch, ApplyOptions::default())
+        .expect_err("refused");
+    // SAFETY: the thread is alive in sigwait; SIGUSR1 is in its waited set.
+    unsafe { libc::pthread_kill(handle, libc::SIGUSR1) };
+    let got = waiter.join().unwrap();
+    assert_eq!(
+        got,
+        libc::SIGUSR1,
+        "the waiter received only its own signal"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("{tid} (sigwaiter2) (waiting for it in sigwait)")),
+        "{err}"
+    );
+    assert_eq!(c_answer(2), 46, "nothing was written");
+}

@@ -163,6 +163,18 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
     let key = key_identifier(query);
     let mut matches: Vec<Candidate> = Vec::new();
     let mut all_funcs: Vec<(String, u64, u64)> = Vec::new();
+    // Addresses that some symbol names as binding locally: a global default
+    // function with a local alias (`-fno-semantic-interposition`'s
+    // `.localalias`, glibc's hidden `__GI_` names) is called directly.
+    let mut local_at = std::collections::HashSet::new();
+    for sym in elf.symbols().chain(elf.dynamic_symbols()) {
+        let e = sym.elf_symbol();
+        if !sym.is_undefined()
+            && (e.st_bind() == elf::STB_LOCAL || e.st_visibility() != elf::STV_DEFAULT)
+        {
+            local_at.insert(sym.address());
+        }
+    }
     for sym in elf.symbols().chain(elf.dynamic_symbols()) {
         let st_type = sym.elf_symbol().st_type();
         if !matches!(st_type, elf::STT_FUNC | elf::STT_GNU_IFUNC) || sym.is_undefined() {
@@ -237,7 +249,7 @@ fn search_object(obj: &LoadedObject, query: &str) -> Result<Vec<ForeignSymbol>, 
         }
         out.push(ForeignSymbol {
             variadic: variadic_of(c.demangled.as_deref()),
-            binds_locally: c.binds_locally,
+            binds_locally: c.binds_locally || local_at.contains(&c.st_value),
             name: c.name,
             demangled: c.demangled,
             object: obj.path.clone(),

@@ -196,6 +196,16 @@ impl PrivateCopy {
             PrivateCopy::Memfd { path, .. } | PrivateCopy::File(path) => path,
         }
     }
+
+    /// Frees a copy that `dlopen` refused to load: nothing refers to its path,
+    /// so its descriptor may be closed (and its number reused).
+    pub(crate) fn discard(mut self) {
+        if let PrivateCopy::Memfd { _fd, .. } = &mut self {
+            // SAFETY: taken once; `self` is dropped right after without
+            // touching the descriptor again.
+            drop(unsafe { std::mem::ManuallyDrop::take(_fd) });
+        }
+    }
 }
 
 impl Drop for PrivateCopy {

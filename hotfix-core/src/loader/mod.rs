@@ -221,10 +221,18 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
     needed::check(src, &image)?;
     // ---- every check the file's bytes allow has passed: load it ----
     let copy = file_check::private_copy(&checked)?;
-    let opened = registry::open(src, copy.path(), &image, &parsed);
-    // The mapping outlives the copy: nothing is left behind.
-    drop(copy);
-    let live = opened.map_err(LoadError::after_dlopen)?;
+    let live = match registry::open(src, copy.path(), &image, &parsed) {
+        // dlopen itself failed: nothing was loaded, the copy can go.
+        Err(e @ Error::LoadFailed { .. }) => {
+            copy.discard();
+            return Err(e.into());
+        }
+        // The mapping outlives the copy: nothing is left behind.
+        other => {
+            drop(copy);
+            other.map_err(LoadError::after_dlopen)?
+        }
+    };
     let entries: Vec<Resolved> = live
         .entries
         .iter()

@@ -82,10 +82,9 @@ pub(crate) fn open(
     for (vaddr, expected) in image.expected(base) {
         let at = base.wrapping_add(vaddr) as usize;
         let mut live = vec![0u8; expected.len()];
-        // SAFETY: [vaddr, vaddr+len) lies in a loadable segment of the file
-        // (Image::bytes checked it), which dlopen mapped at base+vaddr, readable.
-        unsafe { std::ptr::copy_nonoverlapping(at as *const u8, live.as_mut_ptr(), live.len()) };
-        if live != expected {
+        // Through the kernel: a mapping the file did not describe (an extra
+        // segment mapped over this one) reads as an error, not a fault.
+        if !crate::os::peek(at, &mut live) || live != expected {
             return Err(corrupt(format!(
                 "the loaded library's bytes at {vaddr:#x} differ from the file's"
             )));

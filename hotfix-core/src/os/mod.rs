@@ -16,6 +16,7 @@ pub use linux::{
         MembarrierSupport, SyncCoreMethod, force_sync_core_method, probe_membarrier, sync_core,
         sync_core_method,
     },
+    peek::peek,
     protect::page_size,
     threads::{
         StoppedThread, StoppedThreads, check_threads_take_stop_signal, stop_other_threads,

@@ -22,9 +22,10 @@ use super::decode::{Insn, decode_all};
 use crate::arch::FunctionImage;
 use crate::code_error::CodeError;
 
-/// The caller-saved registers of the System V x86-64 ABI (integer ones, and the
-/// vector ones by their full name).
-const CALLER_SAVED: [(Register, &str); 25] = [
+/// The caller-saved registers of the System V x86-64 ABI: the integer ones,
+/// every vector register (by its full name; xmm16-31 exist with AVX-512) and
+/// the AVX-512 mask registers.
+const CALLER_SAVED: [(Register, &str); 49] = [
     (Register::RAX, "rax"),
     (Register::RCX, "rcx"),
     (Register::RDX, "rdx"),
@@ -50,6 +51,30 @@ const CALLER_SAVED: [(Register, &str); 25] = [
     (Register::ZMM13, "xmm13"),
     (Register::ZMM14, "xmm14"),
     (Register::ZMM15, "xmm15"),
+    (Register::ZMM16, "xmm16"),
+    (Register::ZMM17, "xmm17"),
+    (Register::ZMM18, "xmm18"),
+    (Register::ZMM19, "xmm19"),
+    (Register::ZMM20, "xmm20"),
+    (Register::ZMM21, "xmm21"),
+    (Register::ZMM22, "xmm22"),
+    (Register::ZMM23, "xmm23"),
+    (Register::ZMM24, "xmm24"),
+    (Register::ZMM25, "xmm25"),
+    (Register::ZMM26, "xmm26"),
+    (Register::ZMM27, "xmm27"),
+    (Register::ZMM28, "xmm28"),
+    (Register::ZMM29, "xmm29"),
+    (Register::ZMM30, "xmm30"),
+    (Register::ZMM31, "xmm31"),
+    (Register::K0, "k0"),
+    (Register::K1, "k1"),
+    (Register::K2, "k2"),
+    (Register::K3, "k3"),
+    (Register::K4, "k4"),
+    (Register::K5, "k5"),
+    (Register::K6, "k6"),
+    (Register::K7, "k7"),
 ];
 
 /// The caller-saved registers that `image` (with its fragments) never writes,
@@ -62,7 +87,20 @@ pub fn untouched_caller_saved(
 ) -> Result<Vec<&'static str>, CodeError> {
     let mut insns = decode_all(image.symbol, image.address, image.bytes)?;
     let mut ranges = vec![(image.address, image.address + image.bytes.len())];
-    for f in &image.fragments {
+    // Only fragments the function's own code branches into are part of it: a
+    // same-named clone from another unit (`foo.constprop.0` of another `foo`)
+    // says nothing about this one.
+    let mut pending: Vec<&crate::arch::FragmentImage<'_>> = image.fragments.iter().collect();
+    loop {
+        let targets: Vec<usize> = insns.iter().filter_map(Insn::branch_target).collect();
+        let Some(i) = pending.iter().position(|f| {
+            targets
+                .iter()
+                .any(|&t| f.address <= t && t < f.address + f.bytes.len())
+        }) else {
+            break;
+        };
+        let f = pending.swap_remove(i);
         insns.extend(decode_all(f.name, f.address, f.bytes)?);
         ranges.push((f.address, f.address + f.bytes.len()));
     }
@@ -176,7 +214,7 @@ mod tests {
             untouched_caller_saved(&image(&call), |_| false)
                 .unwrap()
                 .len(),
-            25
+            49
         );
         // call rax; ret
         let indirect = [0xff, 0xd0, 0xc3];
@@ -192,6 +230,31 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn only_fragments_the_function_branches_into_count() {
+        // The leaf: lea eax, [rdi*2+1]; ret. A fragment at 0x3000 that calls
+        // through a register (clobbering everything).
+        let leaf = [0x8d, 0x44, 0x3f, 0x01, 0xc3];
+        let frag = [0xff, 0xd0, 0xc3];
+        let mut img = image(&leaf);
+        img.fragments.push(crate::arch::FragmentImage {
+            name: "f.constprop.0",
+            address: 0x3000,
+            bytes: &frag,
+        });
+        let kept = untouched_caller_saved(&img, |_| false).unwrap();
+        assert!(!kept.is_empty(), "an unrelated clone must not count");
+        // jmp rel32 to 0x3000 (from 0x1000: 0x3000 - 0x1005 = 0x1ffb).
+        let jumps = [0xe9, 0xfb, 0x1f, 0x00, 0x00];
+        let mut img = image(&jumps);
+        img.fragments.push(crate::arch::FragmentImage {
+            name: "f.cold",
+            address: 0x3000,
+            bytes: &frag,
+        });
+        assert!(untouched_caller_saved(&img, |_| false).unwrap().is_empty());
     }
 
     #[test]

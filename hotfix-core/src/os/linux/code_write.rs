@@ -165,16 +165,25 @@ fn find_busy(stopped: &StoppedThreads, edits: &[CodeEdit], maps: &MapsSnapshot) 
         let Some(m) = maps.find(t.sp).filter(|m| m.perms.read) else {
             return Some((t.tid, t.sp, 0));
         };
+        // Read through the kernel, a page at most at a time: a page the
+        // mapping shows readable may still fault (a guard page installed with
+        // madvise, as between thread stacks that share one mapping). The
+        // first such page ends this thread's stack.
         let mut at = (t.sp + 7) & !7;
+        let mut chunk = [0u8; 4096];
         while at + 8 <= m.end {
-            // SAFETY: `at` lies in a mapping that the snapshot taken after every
-            // other thread stopped shows readable; no thread can unmap it until
-            // they are released.
-            let word = unsafe { std::ptr::read_volatile(at as *const usize) };
-            if let Some(i) = inside(word) {
-                return Some((t.tid, word, i));
+            let to_page_end = 4096 - (at & 4095);
+            let len = (m.end - at).min(to_page_end) & !7;
+            if !super::peek::peek(at, &mut chunk[..len]) {
+                break;
             }
-            at += 8;
+            for word in chunk[..len].chunks_exact(8) {
+                let word = usize::from_ne_bytes(word.try_into().expect("8 bytes"));
+                if let Some(i) = inside(word) {
+                    return Some((t.tid, word, i));
+                }
+            }
+            at += len;
         }
     }
     None

@@ -190,10 +190,10 @@ pub(super) fn futex_wake(word: &AtomicU32) {
 }
 
 /// Installs the handler once; refuses a signal the application handles.
+/// Called at every stop session: the application may have replaced or ignored
+/// the signal since the last one (a thread would then never stop, or another
+/// handler would run), so the current action is looked at each time.
 pub(super) fn install_handler() -> Result<(), CodeError> {
-    if INSTALLED.load(Ordering::Acquire) {
-        return Ok(());
-    }
     let sig = stop_signal();
     let ours = on_stop_signal as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
         as libc::sighandler_t;
@@ -203,10 +203,13 @@ pub(super) fn install_handler() -> Result<(), CodeError> {
     if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
         return Err(CodeError::last_os("sigaction"));
     }
-    if old.sa_sigaction != libc::SIG_DFL
-        && old.sa_sigaction != libc::SIG_IGN
-        && old.sa_sigaction != ours
-    {
+    if old.sa_sigaction == ours {
+        return Ok(());
+    }
+    // Ignored after we installed ours, or someone else's handler: refused.
+    // Ignored before we ever installed (an inherited SIG_IGN) is taken over.
+    let ignored_by_app = old.sa_sigaction == libc::SIG_IGN && INSTALLED.load(Ordering::Acquire);
+    if (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN) || ignored_by_app {
         return Err(CodeError::SignalInUse { signal: sig });
     }
     // SAFETY: as above.

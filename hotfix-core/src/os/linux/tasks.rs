@@ -57,32 +57,101 @@ fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 /// Whether the thread's signal mask (`SigBlk` in its status file) blocks
 /// `signal`. False when it cannot be read. Allocation-free.
 pub(super) fn blocks_signal(tid: i32, signal: i32) -> bool {
-    parked_blocking(tid, signal).0
-}
-
-/// Whether the thread blocks `signal` (`SigBlk`), and whether it is also
-/// asleep rather than running or runnable (`State`): a thread waiting in
-/// `sigwait` is both; a thread just created is runnable with every signal
-/// blocked until it first runs. Allocation-free.
-pub(super) fn parked_blocking(tid: i32, signal: i32) -> (bool, bool) {
     let mut buf = [0u8; 4096];
     let Some(len) = read_task_file(tid, b"status", &mut buf) else {
-        return (false, false);
+        return false;
     };
-    let text = &buf[..len];
     let mut mask: u64 = 0;
-    for &c in field(text, b"\nSigBlk:").unwrap_or_default() {
+    for &c in field(&buf[..len], b"\nSigBlk:").unwrap_or_default() {
         match (c as char).to_digit(16) {
             Some(d) => mask = (mask << 4) | u64::from(d),
             None => break,
         }
     }
-    let blocked = (1..=64).contains(&signal) && mask & (1u64 << (signal - 1)) != 0;
-    let asleep = matches!(
-        field(text, b"\nState:").and_then(|v| v.first()),
-        Some(b'S' | b'D' | b'T' | b't')
-    );
-    (blocked, blocked && asleep)
+    (1..=64).contains(&signal) && mask & (1u64 << (signal - 1)) != 0
+}
+
+/// Whether the thread blocks `signal` and has already run: a thread just
+/// created has every signal blocked until it first runs (it will let the
+/// signal through then), which its zero time on a CPU (`schedstat`) tells.
+/// Allocation-free.
+pub(super) fn blocks_after_running(tid: i32, signal: i32) -> bool {
+    if !blocks_signal(tid, signal) {
+        return false;
+    }
+    let mut buf = [0u8; 128];
+    let Some(len) = read_task_file(tid, b"schedstat", &mut buf) else {
+        return true;
+    };
+    let ran = buf[..len]
+        .split(|c| c.is_ascii_whitespace())
+        .next()
+        .and_then(parse_number);
+    ran != Some(0)
+}
+
+/// Whether the thread waits in `sigwait`/`sigtimedwait` for a set that holds
+/// `signal`: while it waits, the kernel unblocks that set, so its mask shows
+/// nothing, and the signal would be handed to the application. Read from its
+/// `syscall` file (system call number and arguments) and, through the kernel,
+/// the set it waits for. Allocation-free.
+pub(super) fn waits_for_signal(tid: i32, signal: i32) -> bool {
+    let mut buf = [0u8; 256];
+    let Some(len) = read_task_file(tid, b"syscall", &mut buf) else {
+        return false;
+    };
+    let mut words = buf[..len]
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let number = words.next().and_then(|w| parse_number(w));
+    if number != Some(libc::SYS_rt_sigtimedwait as u64) {
+        return false;
+    }
+    let Some(set) = words.next().and_then(|w| parse_number(w)) else {
+        return false;
+    };
+    let mut mask = [0u8; 8];
+    if !(1..=64).contains(&signal) || !super::peek::peek(set as usize, &mut mask) {
+        return false;
+    }
+    u64::from_ne_bytes(mask) & (1u64 << (signal - 1)) != 0
+}
+
+/// A decimal number or a `0x` hexadecimal one.
+fn parse_number(w: &[u8]) -> Option<u64> {
+    let (digits, radix) = match w.strip_prefix(b"0x") {
+        Some(hex) => (hex, 16),
+        None => (w, 10),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &c| {
+        let d = (c as char).to_digit(radix)?;
+        acc.checked_mul(u64::from(radix))?.checked_add(u64::from(d))
+    })
+}
+
+/// Whether the task is an io_uring worker (`PF_IO_WORKER` in its `stat`
+/// flags): a kernel thread in our thread group that never runs user code and
+/// takes no signals, so it is neither stopped nor waited for. Allocation-free.
+pub(super) fn is_io_worker(tid: i32) -> bool {
+    const PF_IO_WORKER: u64 = 0x10;
+    let mut buf = [0u8; 512];
+    let Some(len) = read_task_file(tid, b"stat", &mut buf) else {
+        return false;
+    };
+    let text = &buf[..len];
+    let Some(close) = text.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags ...
+    text[close + 1..]
+        .split(|c| *c == b' ')
+        .filter(|w| !w.is_empty())
+        .nth(6)
+        .and_then(parse_number)
+        .is_some_and(|flags| flags & PF_IO_WORKER != 0)
 }
 
 /// `tid (name)` of a thread, for messages.

@@ -16,7 +16,11 @@
 //! before anyone is stopped and named in the refusal; one that blocks it later
 //! is noticed while waiting. A thread blocks every signal for a moment in normal
 //! operation (a new thread before it first runs, `posix_spawn`), so only a
-//! thread seen asleep with the signal blocked for [`BLOCKED_GRACE`] is refused.
+//! thread that has run and keeps the signal blocked at every look for
+//! [`BLOCKED_GRACE`] is refused. A thread waiting in `sigwait` for a set that
+//! holds the signal (its mask then shows nothing) is refused at once: the
+//! signal would be handed to it. io_uring workers take no signals and run no
+//! user code: they are neither stopped nor waited for.
 //!
 //! # Interrupted system calls
 //!
@@ -41,7 +45,8 @@ use super::stop_handler::{
     futex_wake, install_handler, table_with_capacity,
 };
 use super::tasks::{
-    TaskDir, count_tasks, describe_task, errno, parked_blocking, task_alive, why_not_stopped,
+    TaskDir, blocks_after_running, count_tasks, describe_task, errno, is_io_worker, task_alive,
+    waits_for_signal, why_not_stopped,
 };
 use crate::code_error::CodeError;
 
@@ -221,25 +226,31 @@ pub fn stop_other_threads() -> Result<StoppedThreads, CodeError> {
     }
 }
 
-/// Refuses with [`CodeError::ThreadBlocksStopSignal`] when threads stay asleep
-/// with the stop signal blocked (they would never stop), naming them. Cheap when
+/// Refuses with [`CodeError::ThreadBlocksStopSignal`] when threads keep the
+/// stop signal blocked, or wait for it in `sigwait` (they would never stop), naming them. Cheap when
 /// none does (one look at each thread's status): call it before expensive work
 /// that ends in [`stop_other_threads`], which checks again.
 pub fn check_threads_take_stop_signal() -> Result<(), CodeError> {
     refuse_blocking_threads(&TaskDir::open()?)
 }
 
-/// Names the threads that stay asleep with the stop signal blocked for
-/// [`BLOCKED_GRACE`] (a thread seen running, or with the signal unblocked, at any
-/// look is let go). Runs before any thread is stopped (it allocates).
+/// Names the threads that wait for the stop signal in `sigwait`, or that have
+/// run and keep it blocked at every look for [`BLOCKED_GRACE`]. Runs before
+/// any thread is stopped (it allocates).
 fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
     let signal = stop_signal();
-    let parked = |tid: i32| parked_blocking(tid, signal).1;
+    let parked = |tid: i32| blocks_after_running(tid, signal);
     let mut blocking = Vec::new();
+    let mut waiting = Vec::new();
     dir.for_each_tid(|tid| {
-        if tid != me && parked(tid) {
+        if tid == me || is_io_worker(tid) {
+            return;
+        }
+        if waits_for_signal(tid, signal) {
+            waiting.push(tid);
+        } else if parked(tid) {
             blocking.push(tid);
         }
     })
@@ -247,6 +258,15 @@ fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
         call: "getdents64 /proc/self/task",
         source: std::io::Error::from_raw_os_error(errno),
     })?;
+    // A thread in sigwait for the stop signal would receive it as the
+    // application's own: refused at once, before anyone is signalled.
+    if !waiting.is_empty() {
+        let threads: Vec<String> = waiting.into_iter().map(describe_task).collect();
+        return Err(CodeError::ThreadBlocksStopSignal {
+            threads: format!("{} (waiting for it in sigwait)", threads.join(", ")),
+            signal,
+        });
+    }
     let start = Instant::now();
     while !blocking.is_empty() && start.elapsed() < BLOCKED_GRACE {
         std::thread::sleep(Duration::from_millis(2));
@@ -270,12 +290,16 @@ fn stop_rounds(table: &Table, generation: u32, dir: &TaskDir, used: &mut usize) 
         let mut found_new = false;
         let mut overflow = false;
         let mut send_error = None;
+        let gone = enc(generation, GONE);
         let scan = dir.for_each_tid(|tid| {
+            // A slot whose thread is gone does not cover a new thread that
+            // reuses its id.
             if tid == me
                 || overflow
-                || table.slots[..*used]
-                    .iter()
-                    .any(|s| s.tid.load(Ordering::Relaxed) == tid)
+                || table.slots[..*used].iter().any(|s| {
+                    s.tid.load(Ordering::Relaxed) == tid && s.state.load(Ordering::Acquire) != gone
+                })
+                || is_io_worker(tid)
             {
                 return;
             }
@@ -341,7 +365,7 @@ fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), Pendi
     let signalled = enc(generation, SIGNALLED);
     let start = Instant::now();
     let mut spins: u32 = 0;
-    // The pending thread seen asleep with the signal blocked, and since when.
+    // The pending thread seen blocking the signal at every look, and since when.
     let mut parked_since: Option<(i32, Instant)> = None;
     loop {
         let events = STOP_EVENTS.load(Ordering::Acquire);
@@ -365,7 +389,7 @@ fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), Pendi
                 );
                 continue;
             }
-            if parked_blocking(tid, stop_signal()).1 {
+            if blocks_after_running(tid, stop_signal()) {
                 match parked_since {
                     Some((t, since)) if t == tid => {
                         if since.elapsed() > BLOCKED_GRACE {
