@@ -110,6 +110,12 @@ impl Runtime {
     /// Checks the signature of a read patch where keys are trusted; says once
     /// that signatures are off where none is.
     fn check_signature(&self, checked: &loader::CheckedFile) -> Result<()> {
+        self.check_signature_of(&checked.source, &checked.digest)
+    }
+
+    /// [`Runtime::check_signature`] for the file at `source` whose bytes hash
+    /// to `digest`.
+    fn check_signature_of(&self, source: &Path, digest: &Digest) -> Result<()> {
         let keys = {
             let mut p = self.policy();
             if !p.required {
@@ -123,8 +129,8 @@ impl Runtime {
             }
             p.keys.clone()
         };
-        let signer = crate::signing::verify(&checked.source, &checked.digest, &keys)?;
-        tracing::info!(file = %checked.source.display(), digest = %checked.digest, key = %signer, "patch signature verified");
+        let signer = crate::signing::verify(source, digest, &keys)?;
+        tracing::info!(file = %source.display(), %digest, key = %signer, "patch signature verified");
         Ok(())
     }
 
@@ -194,35 +200,15 @@ impl Runtime {
         patch: &Arc<LoadedPatch>,
         opts: ApplyOptions,
     ) -> Result<PatchStatus> {
+        // A patch loaded before a key was trusted is held to the key too.
+        self.check_signature_of(&patch.source, &patch.digest)?;
         let mut state = self.lock();
-        for a in &state.stack {
-            let why = if a.patch.digest == patch.digest {
-                Some("the same file")
-            } else if a.patch.name == patch.name && a.patch.version == patch.version {
-                Some("same name and version")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(Error::AlreadyApplied {
-                    patch: patch.name.clone(),
-                    version: patch.version.clone(),
-                    why,
-                });
-            }
-        }
-        let mut next = state
-            .stack
-            .iter()
-            .map(|a| (a.patch.clone(), a.strategy))
-            .collect::<Vec<_>>();
-        next.push((patch.clone(), opts.strategy));
         let state = &mut *state;
         let label = patch_label(patch);
         // Order: every check (the code plan resolves and checks foreign
         // functions) before the hook; the hook (it may veto) before any write;
         // a failed write undoes the hook through on_revert.
-        let plan = state.code.plan(&next, &label)?;
+        let plan = plan_apply(state, patch, opts)?;
         if let Some(hook) = patch.registry.on_apply
             && let Err(reason) = hook()
         {
@@ -268,6 +254,15 @@ impl Runtime {
             "patch applied"
         );
         Ok(status)
+    }
+
+    /// Every check an apply of `patch` makes, without the `on_apply` hook:
+    /// the signature where keys are trusted, not applied already, and the
+    /// code plan (foreign functions resolved, planned and checked, threads that
+    /// would not stop). Nothing is written; no hook runs.
+    pub fn check_loaded(&self, patch: &Arc<LoadedPatch>, opts: ApplyOptions) -> Result<()> {
+        self.check_signature_of(&patch.source, &patch.digest)?;
+        plan_apply(&self.lock(), patch, opts).map(drop)
     }
 
     /// Reverts the newest applied patch.
@@ -387,6 +382,38 @@ fn status_of(state: &State) -> Status {
         .collect();
     functions.sort_by(|a, b| a.path.cmp(&b.path));
     Status { patches, functions }
+}
+
+/// The code plan of applying `patch` over `state`'s stack, after refusing a
+/// patch applied already. Writes nothing.
+fn plan_apply(
+    state: &State,
+    patch: &Arc<LoadedPatch>,
+    opts: ApplyOptions,
+) -> Result<crate::code::CodePlan> {
+    for a in &state.stack {
+        let why = if a.patch.digest == patch.digest {
+            Some("the same file")
+        } else if a.patch.name == patch.name && a.patch.version == patch.version {
+            Some("same name and version")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::AlreadyApplied {
+                patch: patch.name.clone(),
+                version: patch.version.clone(),
+                why,
+            });
+        }
+    }
+    let mut next = state
+        .stack
+        .iter()
+        .map(|a| (a.patch.clone(), a.strategy))
+        .collect::<Vec<_>>();
+    next.push((patch.clone(), opts.strategy));
+    state.code.plan(&next, &patch_label(patch))
 }
 
 fn patch_label(p: &LoadedPatch) -> String {

@@ -17,7 +17,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,25 @@ impl PublicKey {
         format!("{PUBLIC_TAG} {}\n", hex(self.0.as_bytes()))
     }
 
-    /// Reads a public key file.
+    /// Reads a public key file. Like a patch file, it (and its directory) must
+    /// be owned by this user or root and writable by its owner only: whoever
+    /// can change it chooses what the host trusts.
     pub fn read(path: &Path) -> Result<Self> {
+        for p in [Some(path), path.parent()].into_iter().flatten() {
+            let p = if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            };
+            let meta = std::fs::metadata(p).map_err(|source| Error::Io {
+                path: p.to_owned(),
+                source,
+            })?;
+            crate::loader::check_mode(p, &meta, "the trusted key").map_err(|e| match e {
+                Error::Insecure { reason, .. } => key_error(path, reason),
+                other => other,
+            })?;
+        }
         let text = read_small(path)?;
         let bytes = parse_line(&text, PUBLIC_TAG, 32).map_err(|reason| key_error(path, reason))?;
         let key = VerifyingKey::from_bytes(&bytes.try_into().expect("32 bytes"))
@@ -72,8 +89,22 @@ impl SecretKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Reads a secret key file.
+    /// Reads a secret key file; refuses one that others may read.
     pub fn read(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(key_error(
+                path,
+                format!(
+                    "mode {mode:o} lets others read the secret key; chmod 600 it (and make a new key if others could have read it)"
+                ),
+            ));
+        }
         let text = read_small(path)?;
         let bytes = parse_line(&text, SECRET_TAG, 32).map_err(|reason| key_error(path, reason))?;
         Ok(Self(SigningKey::from_bytes(
@@ -91,16 +122,21 @@ impl SecretKey {
     /// Signs the file at `patch` and writes its signature file beside it;
     /// returns the signature file's path.
     pub fn sign_file(&self, patch: &Path) -> Result<PathBuf> {
+        let limit = crate::loader::DEFAULT_MAX_PATCH_SIZE;
         let mut bytes = Vec::new();
         std::fs::File::open(patch)
-            .and_then(|f| {
-                f.take(crate::loader::DEFAULT_MAX_PATCH_SIZE)
-                    .read_to_end(&mut bytes)
-            })
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
             .map_err(|source| Error::Io {
                 path: patch.to_owned(),
                 source,
             })?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::TooLarge {
+                path: patch.to_owned(),
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
         let digest = Digest::of(&bytes);
         let sig = self.0.sign(&message(&digest));
         let out = signature_path(patch);
@@ -109,10 +145,20 @@ impl SecretKey {
             hex(&sig.to_bytes()),
             self.public().id()
         );
-        std::fs::write(&out, text).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: out.clone(),
             source,
-        })?;
+        };
+        // Replaces an older signature, never writes through a symlink.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&out)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(io)?;
         Ok(out)
     }
 }
@@ -173,7 +219,7 @@ pub(crate) fn verify(patch: &Path, digest: &Digest, trusted: &[PublicKey]) -> Re
         ));
     }
     for key in trusted {
-        if key.0.verify(&msg, &sig).is_ok() {
+        if key.0.verify_strict(&msg, &sig).is_ok() {
             return Ok(key.id());
         }
     }

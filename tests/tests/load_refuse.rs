@@ -369,3 +369,19 @@ fn a_needed_library_in_an_unsafe_directory_is_refused_before_it_is_loaded() {
     Runtime::global().revert_newest().expect("revert");
     let _ = std::fs::remove_file(marker("needed"));
 }
+
+#[test]
+fn an_ifunc_resolver_that_would_run_while_loading_is_refused_first() {
+    let _g = serial();
+    let _ = std::fs::remove_file(marker("ifunc"));
+    let dir = scratch_dir("ifunc");
+    let so = dir.join("libifunc.so");
+    compile_c_shared("ifunc_resolver", &so);
+    let err = Runtime::global().apply(&so).expect_err("refused");
+    assert!(
+        matches!(&err, Error::CorruptRegistry { reason, .. } if reason.contains("IFUNC resolver")),
+        "{err}"
+    );
+    assert!(!marker("ifunc").exists(), "the resolver ran");
+    unchanged();
+}

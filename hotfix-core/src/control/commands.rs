@@ -146,29 +146,15 @@ fn wire_patch(p: &PatchStatus) -> WirePatch {
     }
 }
 
-/// Every check of an apply, nothing applied: loads the patch (file, ELF,
-/// registry, build and every target), refuses one already applied, finds and
-/// plans its foreign functions not yet patched, and says what each target runs
-/// now.
+/// Every check of an apply, nothing applied: loads the patch (every check
+/// of its file before `dlopen`, then the load), then the apply's own checks
+/// ([`Runtime::check_loaded`]: signature, not applied already, foreign
+/// functions resolved, planned and checked, threads that would not stop), and
+/// says what each target runs now. Only the `on_apply` hook is left to apply.
 fn check(runtime: &Runtime, file: &str) -> crate::Result<CheckReport> {
     let patch = runtime.load(file)?;
+    runtime.check_loaded(&patch, crate::ApplyOptions::default())?;
     let now = snapshot::current();
-    for p in &now.patches {
-        let why = if p.id == patch.id() {
-            Some("the same file")
-        } else if p.name == patch.name() && p.version == patch.version() {
-            Some("same name and version")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            return Err(Error::AlreadyApplied {
-                patch: patch.name().to_owned(),
-                version: patch.version().to_owned(),
-                why,
-            });
-        }
-    }
     let live = |function: &str| {
         now.live(function).map(|f| LivePatch {
             patch: f.patch.clone(),
@@ -176,20 +162,6 @@ fn check(runtime: &Runtime, file: &str) -> crate::Result<CheckReport> {
             id: f.id.0,
         })
     };
-    let label = format!("{} {}", patch.name(), patch.version());
-    for symbol in patch.foreign_targets() {
-        if now.live(symbol).is_some() {
-            // Already rewritten by a patch below: its code is planned already.
-            continue;
-        }
-        crate::foreign::find_function(symbol)
-            .and_then(|s| crate::foreign::plan_foreign(&s))
-            .map_err(|source| Error::Foreign {
-                patch: label.clone(),
-                symbol: symbol.to_owned(),
-                source: Box::new(source),
-            })?;
-    }
     let target = |function: &str| CheckTarget {
         function: function.to_owned(),
         live: live(function),

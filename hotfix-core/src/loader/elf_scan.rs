@@ -59,7 +59,7 @@ pub(crate) fn inspect<'a>(path: &Path, bytes: &'a [u8]) -> Result<object::File<'
                 format!(
                     "truncated: section {} ends at byte {}, the file has {}",
                     s.name().unwrap_or("?"),
-                    off + size,
+                    off.saturating_add(size),
                     bytes.len()
                 ),
             ));

@@ -41,8 +41,8 @@ mod needed;
 mod registry;
 mod static_registry;
 
-pub(crate) use file_check::CheckedFile;
 pub use file_check::DEFAULT_MAX_PATCH_SIZE;
+pub(crate) use file_check::{CheckedFile, check_mode};
 
 pub use inspect::{BuildInfo, PatchInfo, TargetInfo, inspect};
 
