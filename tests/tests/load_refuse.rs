@@ -385,3 +385,42 @@ fn an_ifunc_resolver_that_would_run_while_loading_is_refused_first() {
     assert!(!marker("ifunc").exists(), "the resolver ran");
     unchanged();
 }
+
+#[test]
+fn segments_the_loader_would_map_unreadable_or_overlapping_are_refused() {
+    let _g = serial();
+    let good = PatchBytes::read(&build_patch("good"));
+    let dir = scratch_dir("segments");
+    let phoff = good.u64_at(0x20) as usize;
+    let phentsize = u16::from_le_bytes([good.bytes[0x36], good.bytes[0x37]]) as usize;
+    let phnum = u16::from_le_bytes([good.bytes[0x38], good.bytes[0x39]]) as usize;
+    let loads: Vec<usize> = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&h| u32::from_le_bytes(good.bytes[h..h + 4].try_into().unwrap()) == 1)
+        .collect();
+    assert!(loads.len() >= 2, "a patch has several loadable segments");
+
+    // The last loadable segment (data) mapped with no access at all.
+    let mut p = PatchBytes {
+        bytes: good.bytes.clone(),
+    };
+    let last = *loads.last().unwrap();
+    p.bytes[last + 4..last + 8].copy_from_slice(&0u32.to_le_bytes());
+    let path = dir.join("libnoread.so");
+    p.write(&path);
+    let err = Runtime::global().apply(&path).expect_err("refused");
+    assert!(err.to_string().contains("is not readable"), "{err}");
+    unchanged();
+
+    // The second loadable segment moved onto the first one's pages.
+    let mut p = PatchBytes {
+        bytes: good.bytes.clone(),
+    };
+    let first_vaddr = p.u64_at(loads[0] + 0x10);
+    p.put_u64(loads[1] + 0x10, first_vaddr);
+    let path = dir.join("liboverlap.so");
+    p.write(&path);
+    let err = Runtime::global().apply(&path).expect_err("refused");
+    assert!(err.to_string().contains("overlaps or precedes"), "{err}");
+    unchanged();
+}
