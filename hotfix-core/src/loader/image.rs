@@ -379,7 +379,7 @@ impl<'a> Image<'a> {
     /// Checks that `vaddr` is aligned to `align` (a reference to it will be
     /// formed once the library is loaded).
     pub(crate) fn check_aligned(vaddr: u64, align: usize, what: &str) -> Result<(), ImageError> {
-        if vaddr % align as u64 != 0 {
+        if !vaddr.is_multiple_of(align as u64) {
             return Err(format!("{what}: {vaddr:#x} is not {align}-byte aligned"));
         }
         Ok(())

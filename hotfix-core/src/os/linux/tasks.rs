@@ -103,11 +103,11 @@ pub(super) fn waits_for_signal(tid: i32, signal: i32) -> bool {
     let mut words = buf[..len]
         .split(|c| c.is_ascii_whitespace())
         .filter(|w| !w.is_empty());
-    let number = words.next().and_then(|w| parse_number(w));
+    let number = words.next().and_then(parse_number);
     if number != Some(libc::SYS_rt_sigtimedwait as u64) {
         return false;
     }
-    let Some(set) = words.next().and_then(|w| parse_number(w)) else {
+    let Some(set) = words.next().and_then(parse_number) else {
         return false;
     };
     let mut mask = [0u8; 8];
