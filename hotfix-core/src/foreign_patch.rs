@@ -95,14 +95,20 @@ impl ForeignState {
             })?;
         }
         for (p, _) in stack {
-            for f in p.foreign {
+            for (i, f) in p.foreign.iter().enumerate() {
                 let addr = match self.resolved.get(f.symbol) {
                     Some(&a) => a,
                     None => match fresh.iter().find(|(s, _, _)| *s == f.symbol) {
                         Some(&(_, a, _)) => a,
                         None => {
-                            let sym = foreign::find_function(f.symbol)
-                                .map_err(|e| foreign_error(label, f.symbol, e))?;
+                            // Found when the patch was loaded (a search of every
+                            // object's symbol tables); the plan below re-checks the
+                            // bytes in memory.
+                            let sym = match p.foreign_found.get(i) {
+                                Some(found) => found.clone(),
+                                None => foreign::find_function(f.symbol)
+                                    .map_err(|e| foreign_error(label, f.symbol, e))?,
+                            };
                             if !self.stacks.contains_key(&sym.address)
                                 && !fresh.iter().any(|(_, a, _)| *a == sym.address)
                             {

@@ -84,6 +84,9 @@ pub struct LoadedPatch {
     /// Index into `entries` by the target's descriptor address.
     pub(crate) by_target: HashMap<usize, usize>,
     pub(crate) foreign: &'static [ForeignEntry],
+    /// Each foreign function as found when the patch was loaded, in the order
+    /// of `foreign`.
+    pub(crate) foreign_found: Vec<crate::foreign::ForeignSymbol>,
 }
 
 impl LoadedPatch {
@@ -211,12 +214,14 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
     let hosts = resolve_entries(&label, &parsed.entries)?;
     check_host_calls(&label, &parsed.host_fns)?;
     check_shared(&label, &parsed.shared)?;
+    let mut foreign_found = Vec::with_capacity(parsed.foreign.len());
     for f in &parsed.foreign {
-        crate::foreign::find_function(&f.symbol).map_err(|source| Error::Foreign {
+        let found = crate::foreign::find_function(&f.symbol).map_err(|source| Error::Foreign {
             patch: label.clone(),
             symbol: f.symbol.clone(),
             source: Box::new(source),
         })?;
+        foreign_found.push(found);
     }
     needed::check(src, &image)?;
     // ---- every check the file's bytes allow has passed: load it ----
@@ -258,6 +263,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
         registry: live.registry,
         entries,
         foreign: live.foreign,
+        foreign_found,
     }))
 }
 
