@@ -71,23 +71,39 @@ pub(super) fn blocks_signal(tid: i32, signal: i32) -> bool {
     (1..=64).contains(&signal) && mask & (1u64 << (signal - 1)) != 0
 }
 
-/// Whether the thread blocks `signal` and has already run: a thread just
-/// created has every signal blocked until it first runs (it will let the
-/// signal through then), which its zero time on a CPU (`schedstat`) tells.
-/// Allocation-free.
-pub(super) fn blocks_after_running(tid: i32, signal: i32) -> bool {
-    if !blocks_signal(tid, signal) {
-        return false;
+/// How a thread holds `signal` off: `None` if it lets it through (or has
+/// never run: a thread just created has every signal blocked until it first
+/// runs, which its zero time on a CPU in `schedstat` tells); `Some(asleep)` if
+/// it blocks it, with whether it sleeps interruptibly now (`S`: a `sigwait`,
+/// `sleep` or `poll` loop) rather than runs or waits to run (a thread
+/// preempted inside a short section that blocks every signal, such as
+/// `pthread_create`'s). Allocation-free.
+pub(super) fn blocking_state(tid: i32, signal: i32) -> Option<bool> {
+    let mut buf = [0u8; 4096];
+    let len = read_task_file(tid, b"status", &mut buf)?;
+    let text = &buf[..len];
+    let mut mask: u64 = 0;
+    for &c in field(text, b"\nSigBlk:").unwrap_or_default() {
+        match (c as char).to_digit(16) {
+            Some(d) => mask = (mask << 4) | u64::from(d),
+            None => break,
+        }
     }
-    let mut buf = [0u8; 128];
-    let Some(len) = read_task_file(tid, b"schedstat", &mut buf) else {
-        return true;
-    };
-    let ran = buf[..len]
-        .split(|c| c.is_ascii_whitespace())
-        .next()
-        .and_then(parse_number);
-    ran != Some(0)
+    if !(1..=64).contains(&signal) || mask & (1u64 << (signal - 1)) == 0 {
+        return None;
+    }
+    let asleep = field(text, b"\nState:").and_then(|v| v.first()) == Some(&b'S');
+    let mut stat = [0u8; 128];
+    if let Some(n) = read_task_file(tid, b"schedstat", &mut stat) {
+        let ran = stat[..n]
+            .split(|c| c.is_ascii_whitespace())
+            .next()
+            .and_then(parse_number);
+        if ran == Some(0) {
+            return None;
+        }
+    }
+    Some(asleep)
 }
 
 /// Whether the thread waits in `sigwait`/`sigtimedwait` for a set that holds

@@ -15,9 +15,10 @@
 //! stop: such threads are found from `SigBlk` in `/proc/self/task/*/status`
 //! before anyone is stopped and named in the refusal; one that blocks it later
 //! is noticed while waiting. A thread blocks every signal for a moment in normal
-//! operation (a new thread before it first runs, `posix_spawn`), so only a
-//! thread that has run and keeps the signal blocked at every look for
-//! [`BLOCKED_GRACE`] is refused. A thread waiting in `sigwait` for a set that
+//! operation (a new thread before it first runs, `pthread_create`'s parent,
+//! `posix_spawn`), so only a thread that has run, keeps the signal blocked at
+//! every look for [`BLOCKED_GRACE`] and is seen asleep in that time (not a
+//! thread preempted inside such a section) is refused. A thread waiting in `sigwait` for a set that
 //! holds the signal (its mask then shows nothing) is refused at once: the
 //! signal would be handed to it. io_uring workers take no signals and run no
 //! user code: they are neither stopped nor waited for.
@@ -45,7 +46,7 @@ use super::stop_handler::{
     futex_wake, install_handler, table_with_capacity,
 };
 use super::tasks::{
-    TaskDir, blocks_after_running, count_tasks, describe_task, errno, is_io_worker, task_alive,
+    TaskDir, blocking_state, count_tasks, describe_task, errno, is_io_worker, task_alive,
     waits_for_signal, why_not_stopped,
 };
 use crate::code_error::CodeError;
@@ -241,8 +242,8 @@ fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
     let signal = stop_signal();
-    let parked = |tid: i32| blocks_after_running(tid, signal);
-    let mut blocking = Vec::new();
+    // (tid, seen asleep at some look)
+    let mut blocking: Vec<(i32, bool)> = Vec::new();
     let mut waiting = Vec::new();
     dir.for_each_tid(|tid| {
         if tid == me || is_io_worker(tid) {
@@ -250,8 +251,8 @@ fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
         }
         if waits_for_signal(tid, signal) {
             waiting.push(tid);
-        } else if parked(tid) {
-            blocking.push(tid);
+        } else if let Some(asleep) = blocking_state(tid, signal) {
+            blocking.push((tid, asleep));
         }
     })
     .map_err(|errno| CodeError::Os {
@@ -270,12 +271,24 @@ fn refuse_blocking_threads(dir: &TaskDir) -> Result<(), CodeError> {
     let start = Instant::now();
     while !blocking.is_empty() && start.elapsed() < BLOCKED_GRACE {
         std::thread::sleep(Duration::from_millis(2));
-        blocking.retain(|&tid| task_alive(tid) && parked(tid));
+        blocking.retain_mut(|(tid, asleep)| {
+            let now = task_alive(*tid)
+                .then(|| blocking_state(*tid, signal))
+                .flatten();
+            *asleep |= now == Some(true);
+            now.is_some()
+        });
     }
-    if blocking.is_empty() {
+    // Blocked at every look, and asleep at one at least: not a thread
+    // preempted inside a short all-blocked section.
+    let threads: Vec<String> = blocking
+        .into_iter()
+        .filter(|(_, asleep)| *asleep)
+        .map(|(tid, _)| describe_task(tid))
+        .collect();
+    if threads.is_empty() {
         return Ok(());
     }
-    let threads: Vec<String> = blocking.into_iter().map(describe_task).collect();
     Err(CodeError::ThreadBlocksStopSignal {
         threads: threads.join(", "),
         signal,
@@ -365,8 +378,9 @@ fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), Pendi
     let signalled = enc(generation, SIGNALLED);
     let start = Instant::now();
     let mut spins: u32 = 0;
-    // The pending thread seen blocking the signal at every look, and since when.
-    let mut parked_since: Option<(i32, Instant)> = None;
+    // The pending thread seen blocking the signal at every look, since when,
+    // and whether it was seen asleep.
+    let mut parked_since: Option<(i32, Instant, bool)> = None;
     loop {
         let events = STOP_EVENTS.load(Ordering::Acquire);
         let mut pending = None;
@@ -389,17 +403,15 @@ fn wait_stopped(table: &Table, generation: u32, used: usize) -> Result<(), Pendi
                 );
                 continue;
             }
-            if blocks_after_running(tid, stop_signal()) {
-                match parked_since {
-                    Some((t, since)) if t == tid => {
-                        if since.elapsed() > BLOCKED_GRACE {
-                            return Err(Pending::Blocked(tid));
-                        }
+            match (blocking_state(tid, stop_signal()), &mut parked_since) {
+                (Some(asleep), Some((t, since, seen))) if *t == tid => {
+                    *seen |= asleep;
+                    if *seen && since.elapsed() > BLOCKED_GRACE {
+                        return Err(Pending::Blocked(tid));
                     }
-                    _ => parked_since = Some((tid, Instant::now())),
                 }
-            } else {
-                parked_since = None;
+                (Some(asleep), _) => parked_since = Some((tid, Instant::now(), asleep)),
+                (None, _) => parked_since = None,
             }
             if start.elapsed() > STOP_DEADLINE {
                 return Err(Pending::Late(tid, start.elapsed()));
