@@ -114,6 +114,7 @@
 
 pub mod abi;
 mod alloc_bridge;
+mod async_call;
 mod code;
 mod error;
 mod fingerprint;

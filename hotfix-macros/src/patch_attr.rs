@@ -86,7 +86,7 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
     let ident = item.sig.ident.clone();
     let is_async = item.sig.asyncness.is_some();
     let slot_sig = if is_async {
-        asyncfn::boxed(&item.sig, &item.block, args.not_send).0
+        asyncfn::boxed_sig(&item.sig, args.not_send)
     } else {
         item.sig.clone()
     };

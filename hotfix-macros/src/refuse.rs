@@ -34,10 +34,17 @@ pub fn check_signature(sig: &Signature) -> syn::Result<()> {
         }
     }
     if let Some(w) = &sig.generics.where_clause {
-        let only_lifetimes = w
-            .predicates
-            .iter()
-            .all(|p| matches!(p, syn::WherePredicate::Lifetime(_)));
+        // Lifetime bounds only (`'a: 'b`, `Self: 'a`: what `#[async_trait]` writes).
+        let only_lifetimes = w.predicates.iter().all(|p| match p {
+            syn::WherePredicate::Lifetime(_) => true,
+            syn::WherePredicate::Type(t) => {
+                matches!(&t.bounded_ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+                    && t.bounds
+                        .iter()
+                        .all(|b| matches!(b, syn::TypeParamBound::Lifetime(_)))
+            }
+            _ => false,
+        });
         if !only_lifetimes {
             return Err(syn::Error::new_spanned(
                 w,
