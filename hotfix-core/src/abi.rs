@@ -113,6 +113,23 @@ pub struct FnMeta {
     pub body_fp: u64,
 }
 
+impl FnMeta {
+    /// What a patch finds when the target it names is no `#[patchable]`
+    /// function (its build then fails with that message).
+    #[doc(hidden)]
+    pub const MISSING: FnMeta = FnMeta {
+        path: "",
+        signature: "",
+        sig_fp: 0,
+        body_fp: 0,
+    };
+}
+
+/// What a patch finds in place of the metadata of a target that is no
+/// `#[patchable]` function (its build then fails, naming the target).
+#[doc(hidden)]
+pub struct NotPatchable;
+
 /// A `#[patchable]` function, registered by the host without any list.
 ///
 /// `slot` must stay the first field: the function's entry jumps through it.

@@ -250,9 +250,10 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             }
     };
 
+    let fn_alias_ty = quote!(#fn_alias);
     let wrapper = Wrapper {
         user: &user,
-        fn_ty: &fn_ty,
+        fn_ty: &fn_alias_ty,
         desc: &desc,
         entry: &entry,
         inner: &inner_path,
@@ -296,7 +297,8 @@ fn forwarding(sig: &Signature) -> (Signature, Vec<TokenStream>) {
 /// The function users call, under the user's name and signature.
 struct Wrapper<'a> {
     user: &'a UserFn<'a>,
-    /// The slot's function-pointer type.
+    /// The slot's function-pointer type (an alias: a `for<'a>` written
+    /// inside a function with a lifetime `'a` would shadow it).
     fn_ty: &'a TokenStream,
     desc: &'a syn::Ident,
     entry: &'a syn::Ident,
@@ -313,7 +315,11 @@ impl Wrapper<'_> {
         let (mut sig, fwd) = forwarding(self.user.sig);
         let (fn_ty, desc, entry, inner) = (self.fn_ty, self.desc, self.entry, self.inner);
         let vis = self.user.vis;
-        let attrs = self.user.attrs.iter().filter(|a| !a.path().is_ident("inline"));
+        let attrs = self
+            .user
+            .attrs
+            .iter()
+            .filter(|a| !a.path().is_ident("inline"));
         let call_unsafe = sig.unsafety.map(|_| quote!(unsafe));
         let load = quote! {
             // SAFETY: the slot holds this function's entry or a function of

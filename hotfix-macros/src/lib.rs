@@ -19,6 +19,7 @@ mod patch_attr;
 mod refuse;
 mod shared_attr;
 mod sig;
+mod target;
 
 use proc_macro::TokenStream;
 use syn::parse_macro_input;

@@ -73,7 +73,9 @@ fn per_call(account: &Account) -> (Vec<(&'static str, f64)>, u64) {
     measure("fetch", &mut || block_on(fetch(1)));
     measure("count_words", &mut || block_on(count_words(text, &1)));
     measure("Account::balance", &mut || block_on(account.balance()));
-    measure("Ledger::with_bonus", &mut || block_on(account.with_bonus(1)));
+    measure("Ledger::with_bonus", &mut || {
+        block_on(account.with_bonus(1))
+    });
     (out, sum)
 }
 

@@ -33,10 +33,18 @@ async fn owned_argument_send_future_spawned() {
     let early = fetch(10);
     apply();
     assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 3);
-    assert_eq!(early.await, 11, "a future created before the apply keeps the original");
+    assert_eq!(
+        early.await,
+        11,
+        "a future created before the apply keeps the original"
+    );
     let late = fetch(10);
     revert();
-    assert_eq!(late.await, 12, "a future created before the revert keeps the patch");
+    assert_eq!(
+        late.await,
+        12,
+        "a future created before the revert keeps the patch"
+    );
     assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 2);
 }
 
@@ -59,7 +67,10 @@ async fn returning_borrowed_data() {
     apply();
     let word = first_word(&text).await;
     assert_eq!(word, "alpha");
-    assert!(std::ptr::eq(word.as_ptr(), text.as_ptr()), "borrowed from the argument");
+    assert!(
+        std::ptr::eq(word.as_ptr(), text.as_ptr()),
+        "borrowed from the argument"
+    );
     revert();
     assert_eq!(first_word(&text).await, "alpha beta");
 }
@@ -70,12 +81,27 @@ async fn not_send_future_on_a_local_set() {
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            assert_eq!(tokio::task::spawn_local(local_count(1)).await.expect("task"), 2);
+            assert_eq!(
+                tokio::task::spawn_local(local_count(1))
+                    .await
+                    .expect("task"),
+                2
+            );
             apply();
             // The replacement calls `original` (1 + 1) and adds 1.
-            assert_eq!(tokio::task::spawn_local(local_count(1)).await.expect("task"), 3);
+            assert_eq!(
+                tokio::task::spawn_local(local_count(1))
+                    .await
+                    .expect("task"),
+                3
+            );
             revert();
-            assert_eq!(tokio::task::spawn_local(local_count(1)).await.expect("task"), 2);
+            assert_eq!(
+                tokio::task::spawn_local(local_count(1))
+                    .await
+                    .expect("task"),
+                2
+            );
         })
         .await;
 }
