@@ -131,17 +131,17 @@ impl FnMeta {
 pub struct NotPatchable;
 
 /// A `#[patchable]` function, registered by the host without any list.
-///
-/// `slot` must stay the first field: the function's entry jumps through it.
 #[repr(C)]
 pub struct FnDesc {
-    /// The current implementation (Acquire on the call path, Release on swap).
+    /// What calls run (Acquire on the call path, Release on swap): the entry
+    /// while no replacement is live, the top-most replacement otherwise.
     pub slot: AtomicPtr<()>,
     /// Path and fingerprints.
     pub meta: &'static FnMeta,
     /// The original implementation.
     pub original: *const (),
-    /// The NOP-padded entry every call passes through (the 2-byte NOP).
+    /// The NOP-padded entry (the 2-byte NOP), which jumps to the original: what
+    /// the slot holds while nothing replaces the function.
     pub entry: *const (),
     /// Host-side thunk: calls `*src` inside the host's `catch_unwind`.
     pub catching: *const (),
