@@ -140,7 +140,7 @@ fn patch_entry_of(name: &str) -> &'static PatchEntry {
 }
 
 /// Makes `f` live for `add`, as `Runtime::apply` does with the slot strategy
-/// (the entry, `desc.entry`, is what an unpatched slot holds).
+/// (`desc.unpatched`, the original, is what an unpatched slot holds).
 fn set_live(f: *const ()) {
     desc_of_add().slot.store(f as *mut (), Ordering::Release);
 }
@@ -154,7 +154,7 @@ fn set_live_async(f: *const ()) {
 
 fn bench(c: &mut Criterion) {
     let desc = desc_of_add();
-    let unpatched = desc.entry;
+    let unpatched = desc.unpatched;
     let entry = patch_entry_of("add");
     assert_eq!(add(2, 3), 5);
 
@@ -176,6 +176,11 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("patchable_unpatched_via_fn_ptr", |b| {
         b.iter(|| black_box(patchable_ptr)(black_box(20), black_box(22)))
+    });
+    set_live(desc.entry);
+    assert_eq!(add(2, 3), 5);
+    g.bench_function("patchable_slot_on_entry", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
     });
 
     set_live(bare_replacement as *const ());
@@ -246,12 +251,13 @@ fn bench_more(c: &mut Criterion) {
     });
     // SAFETY: as above.
     unsafe { hotfix_core::arch::restore_entry(desc.entry as *const u8) }.expect("restore");
+    set_live(desc.unpatched);
 
     g.bench_function("async_plain", |b| {
         b.iter(|| block_on(plain_async_add(black_box(20), black_box(22))))
     });
     let async_desc = desc_of("async_add");
-    set_live_async(async_desc.entry);
+    set_live_async(async_desc.unpatched);
     assert_eq!(block_on(async_add(2, 3)), 5);
     g.bench_function("async_unpatched", |b| {
         b.iter(|| block_on(async_add(black_box(20), black_box(22))))
@@ -261,7 +267,7 @@ fn bench_more(c: &mut Criterion) {
     g.bench_function("async_patched", |b| {
         b.iter(|| block_on(async_add(black_box(20), black_box(22))))
     });
-    set_live_async(async_desc.entry);
+    set_live_async(async_desc.unpatched);
 
     g.bench_function("c_plain", |b| {
         b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
@@ -305,6 +311,7 @@ const ROWS: &[(&str, &str)] = &[
     ("patchable_patched", "plain_cross_crate"),
     ("plain_via_fn_ptr", "plain"),
     ("patchable_unpatched_via_fn_ptr", "plain_via_fn_ptr"),
+    ("patchable_slot_on_entry", "plain"),
     ("patchable_patched_via_fn_ptr", "plain_via_fn_ptr"),
     ("patchable_entry_patched", "plain"),
     ("async_plain", "async_plain"),
@@ -377,9 +384,11 @@ fn summary(since: SystemTime) {
     }
 }
 
-/// One function per row, each calling its row `n` times, for callgrind.
+/// One function per row, each calling its row `n` times, for callgrind. Each
+/// returns its sum minus its own number, once after the loop: rows with the
+/// same loop must not be folded into one function by the linker.
 macro_rules! callgrind_rows {
-    ($($name:ident => $call:expr;)*) => {
+    ($($name:ident, $id:literal => $call:expr;)*) => {
         $(
             #[unsafe(no_mangle)]
             #[inline(never)]
@@ -388,19 +397,27 @@ macro_rules! callgrind_rows {
                 for _ in 0..n {
                     sum = sum.wrapping_add($call);
                 }
-                sum
+                sum.wrapping_sub($id)
             }
         )*
     };
 }
 
 callgrind_rows! {
-    callgrind_row_plain => plain_add(black_box(20), black_box(22));
-    callgrind_row_patchable => add(black_box(20), black_box(22));
-    callgrind_row_fn_ptr => black_box(add as fn(i64, i64) -> i64)(black_box(20), black_box(22));
-    callgrind_row_plain_fn_ptr => black_box(plain_add as fn(i64, i64) -> i64)(black_box(20), black_box(22));
-    callgrind_row_async_plain => block_on(plain_async_add(black_box(20), black_box(22)));
-    callgrind_row_async => block_on(async_add(black_box(20), black_box(22)));
+    callgrind_row_plain, 1 => plain_add(black_box(20), black_box(22));
+    callgrind_row_plain_via_fn_ptr, 2 =>
+        black_box(plain_add as fn(i64, i64) -> i64)(black_box(20), black_box(22));
+    callgrind_row_patchable_unpatched, 3 => add(black_box(20), black_box(22));
+    callgrind_row_patchable_unpatched_via_fn_ptr, 4 =>
+        black_box(add as fn(i64, i64) -> i64)(black_box(20), black_box(22));
+    callgrind_row_patchable_slot_patched, 5 => add(black_box(20), black_box(22));
+    callgrind_row_patchable_slot_patched_via_fn_ptr, 6 =>
+        black_box(add as fn(i64, i64) -> i64)(black_box(20), black_box(22));
+    callgrind_row_patchable_entry_patched, 7 => add(black_box(20), black_box(22));
+    callgrind_row_patchable_slot_on_entry, 11 => add(black_box(20), black_box(22));
+    callgrind_row_async_plain, 8 => block_on(plain_async_add(black_box(20), black_box(22)));
+    callgrind_row_async_unpatched, 9 => block_on(async_add(black_box(20), black_box(22)));
+    callgrind_row_async_patched, 10 => block_on(async_add(black_box(20), black_box(22)));
 }
 
 /// Runs every row `n` times in its own function, each in the state it names.
@@ -418,26 +435,49 @@ fn callgrind(n: u64) {
         .expect("rewrite the entry");
     };
     let mut out = Vec::new();
-    let mut run = |row: &str, f: fn(u64) -> i64| {
-        out.push((row.to_owned(), f(n)));
+    let mut run = |row: &str, f: fn(u64) -> i64, id: i64| {
+        out.push((row.to_owned(), f(n) + id));
     };
-    run("plain", callgrind_row_plain);
-    run("plain_via_fn_ptr", callgrind_row_plain_fn_ptr);
-    set_live(desc.entry);
-    run("patchable_unpatched", callgrind_row_patchable);
-    run("patchable_unpatched_via_fn_ptr", callgrind_row_fn_ptr);
+    run("plain", callgrind_row_plain, 1);
+    run("plain_via_fn_ptr", callgrind_row_plain_via_fn_ptr, 2);
+    set_live(desc.unpatched);
+    run("patchable_unpatched", callgrind_row_patchable_unpatched, 3);
+    run(
+        "patchable_unpatched_via_fn_ptr",
+        callgrind_row_patchable_unpatched_via_fn_ptr,
+        4,
+    );
     set_live(patch_entry_of("add").replacement);
-    run("patchable_slot_patched", callgrind_row_patchable);
+    run(
+        "patchable_slot_patched",
+        callgrind_row_patchable_slot_patched,
+        5,
+    );
+    run(
+        "patchable_slot_patched_via_fn_ptr",
+        callgrind_row_patchable_slot_patched_via_fn_ptr,
+        6,
+    );
     set_live(desc.entry);
     redirect(Some(bare_replacement as *const () as usize));
-    run("patchable_entry_patched", callgrind_row_patchable);
+    run(
+        "patchable_entry_patched",
+        callgrind_row_patchable_entry_patched,
+        7,
+    );
     redirect(None);
-    run("async_plain", callgrind_row_async_plain);
-    set_live_async(async_desc.entry);
-    run("async_unpatched", callgrind_row_async);
+    run(
+        "patchable_slot_on_entry",
+        callgrind_row_patchable_slot_on_entry,
+        11,
+    );
+    set_live(desc.unpatched);
+    run("async_plain", callgrind_row_async_plain, 8);
+    set_live_async(async_desc.unpatched);
+    run("async_unpatched", callgrind_row_async_unpatched, 9);
     set_live_async(patch_entry_of("async_add").replacement);
-    run("async_patched", callgrind_row_async);
-    set_live_async(async_desc.entry);
+    run("async_patched", callgrind_row_async_patched, 10);
+    set_live_async(async_desc.unpatched);
     for (row, sum) in out {
         assert_eq!(sum, (42 * n) as i64, "{row} computed its sum");
     }

@@ -133,15 +133,21 @@ pub struct NotPatchable;
 /// A `#[patchable]` function, registered by the host without any list.
 #[repr(C)]
 pub struct FnDesc {
-    /// What calls run (Acquire on the call path, Release on swap): the entry
-    /// while no replacement is live, the top-most replacement otherwise.
+    /// What calls run (Acquire on the call path, Release on swap):
+    /// [`FnDesc::unpatched`] while no replacement is live, the top-most
+    /// replacement otherwise.
     pub slot: AtomicPtr<()>,
+    /// What the slot holds while nothing replaces the function: the original
+    /// (a sync call then costs one load more than a plain call), or for an
+    /// `async fn` the entry (the address its wrapper compares the slot with,
+    /// to run the original's future inline).
+    pub unpatched: *const (),
     /// Path and fingerprints.
     pub meta: &'static FnMeta,
     /// The original implementation.
     pub original: *const (),
-    /// The NOP-padded entry (the 2-byte NOP), which jumps to the original: what
-    /// the slot holds while nothing replaces the function.
+    /// The NOP-padded entry (the 2-byte NOP), which jumps to the original; the
+    /// entry strategy redirects it, for code that reaches it directly.
     pub entry: *const (),
     /// Host-side thunk: calls `*src` inside the host's `catch_unwind`.
     pub catching: *const (),

@@ -73,7 +73,8 @@
 //! stored with `Release` on a swap: no lock, no allocation, never blocking on an
 //! apply in progress); a NOP-padded entry laid out like libpulp's (14 bytes of
 //! NOP, a 2-byte NOP at the entry, then a direct jump to the original), which
-//! the slot holds until a replacement is live, so every call and every function
+//! the entry strategy redirects too; the wrapper under the function's name
+//! loads the slot and calls what it holds, so every call and every function
 //! pointer passes through the slot; and a registration the runtime finds
 //! through the linker, without any list: the function's path, a fingerprint of
 //! its signature (types as written, size and alignment of every argument and of
@@ -85,7 +86,8 @@
 //! `async fn` (free, methods taking `&self`, `&mut self` or `self`, in trait
 //! impls natively or under `#[async_trait]`; `#[patchable(?Send)]` for a future
 //! that is not `Send`). For an `async fn` the slot holds a function that
-//! creates a boxed future; while it holds the entry, a call runs the original
+//! creates a boxed future; while it holds the entry (its unpatched value), a
+//! call runs the original
 //! and keeps its future inline (no allocation). A future already created keeps
 //! running the code it was created with. Generic functions, `const fn`,
 //! `impl Trait` arguments or results and `-> !` are refused at compile time

@@ -280,10 +280,9 @@ fn relink<'a>(stack: &[Applied], targets: impl Iterator<Item = &'a FnDesc>) {
         if !done.insert(f as *const FnDesc) {
             continue;
         }
-        // `original` calls of the lowest replacement reach the original body;
-        // an unpatched slot holds the entry (which jumps to that body).
+        // `original` calls of the lowest replacement reach the original body.
         let mut live = f.original;
-        let mut top = f.entry;
+        let mut top = f.unpatched;
         for a in stack {
             if let Some(r) = a.patch.entry_for(f) {
                 r.entry.prev.store(live as *mut (), Ordering::Release);

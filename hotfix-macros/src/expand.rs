@@ -195,11 +195,19 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let cross = format_ident!("__hotfix_cross_{}", uniq);
     let allow = quote!(#[doc(hidden)] #[allow(non_snake_case, non_camel_case_types, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, clippy::all)]);
     let asm = entry_asm(&entry_sym, &orig_path);
+    // An unpatched slot: the original (one load more than a plain call), or
+    // for an `async fn` the entry, which its wrapper compares the slot with.
+    let unpatched = if is_async {
+        quote!(#entry)
+    } else {
+        orig_path.clone()
+    };
     let module_block = quote! {
             #[::hotfix_core::__private::linkme::distributed_slice(::hotfix_core::__private::FNS)]
             #[linkme(crate = ::hotfix_core::__private::linkme)]
             #allow static #desc: ::hotfix_core::__private::FnDesc = ::hotfix_core::__private::FnDesc {
-                slot: ::hotfix_core::__private::AtomicPtr::new(#entry as *mut ()),
+                slot: ::hotfix_core::__private::AtomicPtr::new(#unpatched as *mut ()),
+                unpatched: #unpatched as *const (),
                 meta: &#meta_path,
                 original: #orig_path as *const (),
                 entry: #entry as *const (),
