@@ -7,7 +7,10 @@ use syn::visit_mut::VisitMut;
 use syn::{ReturnType, Signature};
 
 /// The lifetime every borrowed argument of a boxed async function is tied to.
-const HF: &str = "'__hotfix_fut";
+/// Every lifetime of the signature becomes this one, and the items declaring it
+/// (the slot's function, thunks, type aliases) have no other lifetime in
+/// scope, so the plain name cannot clash; it is the name messages show.
+const HF: &str = "'a";
 
 /// Gives every lifetime in the arguments (elided or named) one name, [`HF`],
 /// and remembers whether there was any.

@@ -159,13 +159,13 @@ impl Target {
         let user_sig = r.sig;
         let message = esc(format!(
             "`{}` cannot replace `{}`: the signatures differ",
-            crate::sig::pretty(&quote!(#user_sig)),
+            crate::pretty::pretty(&quote!(#user_sig)),
             self.text
         ));
         let label = "the target's signature is `{Self}`";
         let note = esc(format!(
             "the replacement's signature is `{}`; write it with the target's",
-            crate::sig::pretty(fn_ty)
+            crate::pretty::pretty(fn_ty)
         ));
         let missing = esc(format!("no `#[patchable]` function `{}`", self.text));
         let missing_label = "not a `#[patchable]` function of the host";
