@@ -173,3 +173,23 @@ async fn async_trait_boxed_impl() {
     revert();
     assert_eq!(a.scaled(3).await, 103);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_strategy_reaches_async_functions_too() {
+    use hotfix_core::{ApplyOptions, Strategy};
+    let _g = serial();
+    let a = Account::new("ann", 100);
+    rt().apply_with(
+        build_patch("async_shapes"),
+        ApplyOptions {
+            strategy: Strategy::Entry,
+        },
+    )
+    .expect("apply with the entry strategy");
+    assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 3);
+    assert_eq!(a.balance().await, 100);
+    assert_eq!(a.with_bonus(5).await, 105);
+    revert();
+    assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 2);
+    assert_eq!(a.balance().await, 101);
+}
