@@ -11,17 +11,25 @@
 //! - `plain_via_fn_ptr`: the same through a function pointer the compiler
 //!   cannot see through (the baseline of the other pointer rows);
 //! - `patchable_unpatched`: a `#[patchable]` function with its original live:
-//!   the call enters its NOP-padded entry, which jumps through the slot;
+//!   the call loads the slot, which holds the NOP-padded entry, whose
+//!   `jmp rel32` reaches the original;
 //! - `patchable_unpatched_via_fn_ptr`: the same through a function pointer
-//!   (taken before any patch: it reaches the entry too);
+//!   (taken before any patch: it passes through the slot too);
 //! - `patchable_patched_bare`: the slot holds a plain replacement function;
 //! - `patchable_patched`: the slot holds the replacement a real patch exports:
 //!   the one `#[hotfix_core::patch]` generates (the body inside the panic guard);
 //! - `patchable_patched_via_fn_ptr`: as `patchable_patched`, through a pointer.
 //!
-//! - `patchable_entry_patched`: the entry redirected to the bare replacement
-//!   (the entry strategy: the 2-byte NOP becomes a jump into the pad, whose
-//!   long jump reaches the replacement);
+//! - `patchable_entry_patched`: the slot left on the entry, the entry
+//!   redirected to the bare replacement (the 2-byte NOP becomes a jump into
+//!   the pad, whose long jump reaches the replacement): what a call that
+//!   reaches the entry pays under the entry strategy (the runtime also stores
+//!   the replacement in the slot, so calls through the slot cost
+//!   `patchable_patched`);
+//! - `async_plain` / `async_unpatched` / `async_patched`: an `async fn` adding
+//!   two `i64`, polled to completion with a no-op waker: plain, `#[patchable]`
+//!   with its original live (future inline), and with the replacement
+//!   `#[patch]` generates in the slot (one boxed future per call);
 //! - `c_plain` / `c_trampolined`: a C-ABI function (`extern "C"`, `no_mangle`,
 //!   written in Rust so the bench needs no C compiler; its machine code is what
 //!   the trampoline sees in C) before and after the raw trampoline is written
@@ -38,6 +46,17 @@
 //!
 //! After the run the bench prints each row's ns/call and its ratio to `plain`
 //! (or to `plain_via_fn_ptr` for pointer rows), from this run's estimates.
+//!
+//! With `HOTFIX_CALLGRIND=N` in the environment the bench runs no criterion:
+//! it calls each row `N` times in a function of its own
+//! (`callgrind_row_<row>`), for `valgrind --tool=callgrind` to count the
+//! instructions of (`hotfix-core/benches/callgrind.sh` does it all). With
+//! `HOTFIX_PAIRED=R` it times the same functions instead, 2,000,000 calls per
+//! row in each of `R` rounds, and prints each row's median time ratio to its
+//! baseline in the same round (a burst of load hits both alike).
+
+#[path = "slot_call/loops.rs"]
+mod loops;
 
 use criterion::Criterion;
 use hotfix_core::__private::{FnDesc, PatchEntry, entries, host_fns};
@@ -61,6 +80,36 @@ fn add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
+/// The async baseline.
+#[inline(never)]
+async fn plain_async_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// The same body, patchable.
+#[patchable]
+async fn async_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// Its replacement as a patch library writes it.
+#[hotfix_core::patch(crate::async_add)]
+async fn patched_async_add(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// Polls a future that never waits to completion.
+#[inline(always)]
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
 /// A bare replacement: what the slot dispatches to at the least.
 fn bare_replacement(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
@@ -73,37 +122,46 @@ fn patched_add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
-fn path_of_add() -> String {
-    format!("{}::add", module_path!())
-}
-
-/// The descriptor of `add`, as the runtime finds it.
-fn desc_of_add() -> &'static FnDesc {
-    let path = path_of_add();
+/// The descriptor of the `#[patchable]` function `name`, as the runtime finds it.
+fn desc_of(name: &str) -> &'static FnDesc {
+    let path = format!("{}::{name}", module_path!());
     host_fns()
         .iter()
         .find(|d| d.meta.path == path)
         .unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
 }
 
-/// The `#[patch]` entry for `add`, as a patch's registry exports it.
-fn patch_entry_of_add() -> &'static PatchEntry {
-    let path = path_of_add();
+/// The descriptor of `add`.
+fn desc_of_add() -> &'static FnDesc {
+    desc_of("add")
+}
+
+/// The `#[patch]` entry for `name`, as a patch's registry exports it.
+fn patch_entry_of(name: &str) -> &'static PatchEntry {
+    let path = format!("{}::{name}", module_path!());
     entries()
         .iter()
         .find(|e| e.meta.path == path)
         .unwrap_or_else(|| panic!("no #[patch] of {path} in this binary"))
 }
 
-/// Makes `f` live for `add`, as `Runtime::apply` does with the slot strategy.
+/// Makes `f` live for `add`, as `Runtime::apply` does with the slot strategy
+/// (`desc.unpatched`, the original, is what an unpatched slot holds).
 fn set_live(f: *const ()) {
     desc_of_add().slot.store(f as *mut (), Ordering::Release);
 }
 
+/// The same for `async_add`.
+fn set_live_async(f: *const ()) {
+    desc_of("async_add")
+        .slot
+        .store(f as *mut (), Ordering::Release);
+}
+
 fn bench(c: &mut Criterion) {
     let desc = desc_of_add();
-    let original = desc.original;
-    let entry = patch_entry_of_add();
+    let unpatched = desc.unpatched;
+    let entry = patch_entry_of("add");
     assert_eq!(add(2, 3), 5);
 
     let plain_ptr: fn(i64, i64) -> i64 = plain_add;
@@ -125,6 +183,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("patchable_unpatched_via_fn_ptr", |b| {
         b.iter(|| black_box(patchable_ptr)(black_box(20), black_box(22)))
     });
+    set_live(desc.entry);
+    assert_eq!(add(2, 3), 5);
+    g.bench_function("patchable_slot_on_entry", |b| {
+        b.iter(|| add(black_box(20), black_box(22)))
+    });
 
     set_live(bare_replacement as *const ());
     assert_eq!(add(2, 3), 5);
@@ -142,12 +205,12 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    set_live(original);
+    set_live(unpatched);
     // The patched path really ran the replacement: a different result shows it.
     set_live(subtracting as *const ());
     assert_eq!(add(5, 3), 2, "the slot store took effect");
     assert_eq!(patchable_ptr(5, 3), 2, "a pointer taken before sees it too");
-    set_live(original);
+    set_live(unpatched);
     assert_eq!(add(5, 3), 8);
 }
 
@@ -175,22 +238,42 @@ static SHARED_STATIC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 fn bench_more(c: &mut Criterion) {
     let desc = desc_of_add();
     let mut g = c.benchmark_group(GROUP);
-    // SAFETY: the entry of `add`; the replacement has its signature.
-    unsafe {
-        hotfix_core::arch::redirect_entry(
-            desc.entry as *const u8,
-            bare_replacement as *const () as usize,
-        )
-    }
-    .expect("redirect the entry");
-    set_live(subtracting as *const ());
-    assert_eq!(add(5, 3), 8, "the entry jump, not the slot, is taken");
-    set_live(desc.original);
+    let redirect = |target: *const ()| {
+        // SAFETY: the entry of `add`; the target has its signature.
+        unsafe { hotfix_core::arch::redirect_entry(desc.entry as *const u8, target as usize) }
+            .expect("redirect the entry");
+    };
+    set_live(desc.entry);
+    redirect(subtracting as *const ());
+    assert_eq!(
+        add(5, 3),
+        2,
+        "the slot on the entry, the entry's jump taken"
+    );
+    redirect(bare_replacement as *const ());
+    assert_eq!(add(5, 3), 8);
     g.bench_function("patchable_entry_patched", |b| {
         b.iter(|| add(black_box(20), black_box(22)))
     });
     // SAFETY: as above.
     unsafe { hotfix_core::arch::restore_entry(desc.entry as *const u8) }.expect("restore");
+    set_live(desc.unpatched);
+
+    g.bench_function("async_plain", |b| {
+        b.iter(|| block_on(plain_async_add(black_box(20), black_box(22))))
+    });
+    let async_desc = desc_of("async_add");
+    set_live_async(async_desc.unpatched);
+    assert_eq!(block_on(async_add(2, 3)), 5);
+    g.bench_function("async_unpatched", |b| {
+        b.iter(|| block_on(async_add(black_box(20), black_box(22))))
+    });
+    set_live_async(patch_entry_of("async_add").replacement);
+    assert_eq!(block_on(async_add(2, 3)), 5);
+    g.bench_function("async_patched", |b| {
+        b.iter(|| block_on(async_add(black_box(20), black_box(22))))
+    });
+    set_live_async(async_desc.unpatched);
 
     g.bench_function("c_plain", |b| {
         b.iter(|| hotfix_bench_c_add(black_box(20), black_box(22)))
@@ -234,8 +317,12 @@ const ROWS: &[(&str, &str)] = &[
     ("patchable_patched", "plain_cross_crate"),
     ("plain_via_fn_ptr", "plain"),
     ("patchable_unpatched_via_fn_ptr", "plain_via_fn_ptr"),
+    ("patchable_slot_on_entry", "plain"),
     ("patchable_patched_via_fn_ptr", "plain_via_fn_ptr"),
     ("patchable_entry_patched", "plain"),
+    ("async_plain", "async_plain"),
+    ("async_unpatched", "async_plain"),
+    ("async_patched", "async_plain"),
     ("c_plain", "plain"),
     ("c_trampolined", "c_plain"),
     ("static_plain", "static_plain"),
@@ -304,6 +391,22 @@ fn summary(since: SystemTime) {
 }
 
 fn main() {
+    if let Some(rounds) = std::env::var_os("HOTFIX_PAIRED") {
+        let rounds = rounds
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .expect("HOTFIX_PAIRED=<rounds>");
+        loops::paired(rounds, 2_000_000);
+        return;
+    }
+    if let Some(n) = std::env::var_os("HOTFIX_CALLGRIND") {
+        let n = n
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .expect("HOTFIX_CALLGRIND=<calls>");
+        loops::callgrind(n);
+        return;
+    }
     let since = SystemTime::now();
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))

@@ -113,18 +113,41 @@ pub struct FnMeta {
     pub body_fp: u64,
 }
 
+impl FnMeta {
+    /// What a patch finds when the target it names is no `#[patchable]`
+    /// function (its build then fails with that message).
+    #[doc(hidden)]
+    pub const MISSING: FnMeta = FnMeta {
+        path: "",
+        signature: "",
+        sig_fp: 0,
+        body_fp: 0,
+    };
+}
+
+/// What a patch finds in place of the metadata of a target that is no
+/// `#[patchable]` function (its build then fails, naming the target).
+#[doc(hidden)]
+pub struct NotPatchable;
+
 /// A `#[patchable]` function, registered by the host without any list.
-///
-/// `slot` must stay the first field: the function's entry jumps through it.
 #[repr(C)]
 pub struct FnDesc {
-    /// The current implementation (Acquire on the call path, Release on swap).
+    /// What calls run (Acquire on the call path, Release on swap):
+    /// [`FnDesc::unpatched`] while no replacement is live, the top-most
+    /// replacement otherwise.
     pub slot: AtomicPtr<()>,
+    /// What the slot holds while nothing replaces the function: the original
+    /// (a sync call then costs one load more than a plain call), or for an
+    /// `async fn` the entry (the address its wrapper compares the slot with,
+    /// to run the original's future inline).
+    pub unpatched: *const (),
     /// Path and fingerprints.
     pub meta: &'static FnMeta,
     /// The original implementation.
     pub original: *const (),
-    /// The NOP-padded entry every call passes through (the 2-byte NOP).
+    /// The NOP-padded entry (the 2-byte NOP), which jumps to the original; the
+    /// entry strategy redirects it, for code that reaches it directly.
     pub entry: *const (),
     /// Host-side thunk: calls `*src` inside the host's `catch_unwind`.
     pub catching: *const (),

@@ -81,19 +81,27 @@
 //! pointer to the current implementation, loaded with `Acquire` on every call,
 //! stored with `Release` on a swap: no lock, no allocation, never blocking on an
 //! apply in progress); a NOP-padded entry laid out like libpulp's (14 bytes of
-//! NOP, a 2-byte NOP at the entry, then a jump through the slot) that every call
-//! and every function pointer passes through; and a registration the runtime
-//! finds through the linker, without any list: the function's path, a
-//! fingerprint of its signature (types as written, size and alignment of every
-//! argument and of the result) and one of its body.
+//! NOP, a 2-byte NOP at the entry, then a direct jump to the original), which
+//! the entry strategy redirects too; the wrapper under the function's name
+//! loads the slot and calls what it holds, so every call and every function
+//! pointer passes through the slot; and a registration the runtime finds
+//! through the linker, without any list: the function's path, a fingerprint of
+//! its signature (types as written, size and alignment of every argument and of
+//! the result) and one of its body.
 //!
 //! It works on free functions, on every method of an `impl` block (inherent or
 //! trait; put `#[patchable]` on the block, and optionally on some methods to
 //! choose them), `unsafe fn`, `extern "C" fn`, functions with lifetimes, and
-//! `async fn`. For an `async fn` the slot holds the function that creates the
-//! (boxed) future: a future already created keeps running the code it was
-//! created with. Generic functions, `const fn`, `impl Trait` arguments or
-//! results and `-> !` are refused at compile time with the reason.
+//! `async fn` (free, methods taking `&self`, `&mut self` or `self`, in trait
+//! impls natively or under `#[async_trait]`; `#[patchable(?Send)]` for a future
+//! that is not `Send`). For an `async fn` the slot holds a function that
+//! creates a boxed future; while it holds the entry (its unpatched value), a
+//! call runs the original
+//! and keeps its future inline (no allocation). A future already created keeps
+//! running the code it was created with. Generic functions, `const fn`,
+//! `impl Trait` arguments or results and `-> !` are refused at compile time
+//! with the reason; in an `impl` block the refused method alone is left as it
+//! is.
 //!
 //! # What a patch sees
 //!
@@ -167,6 +175,7 @@
 
 pub mod abi;
 mod alloc_bridge;
+mod async_call;
 mod code;
 pub mod control;
 mod digest;

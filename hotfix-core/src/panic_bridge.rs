@@ -143,23 +143,37 @@ pub unsafe fn cross_call<A, R>(thunk: *const (), src: *const AtomicPtr<()>, args
 
 /// Patch side: the future of an `async` replacement; a panic while polling it is
 /// raised again in the host, like a panic of a synchronous replacement.
-pub struct GuardedFuture<F>(std::pin::Pin<Box<F>>);
+///
+/// The replacement's future is held inline: the box the slot's function type
+/// requires (`Pin<Box<dyn Future>>`) is the only allocation of a patched call.
+/// Each poll runs inside [`guard`], because the poll runs code of the patch's
+/// own `std`, whose unwinding the host's `std` cannot catch; on the path that
+/// does not panic that is one call, no allocation. Built with `panic = "abort"`
+/// nothing can unwind, and the poll is not wrapped.
+pub struct GuardedFuture<F>(F);
 
 impl<F: std::future::Future> GuardedFuture<F> {
     /// Wraps a future of patch code.
     pub fn new(f: F) -> Self {
-        Self(Box::pin(f))
+        Self(f)
     }
 }
 
 impl<F: std::future::Future> std::future::Future for GuardedFuture<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        let inner = self.0.as_mut();
-        guard(move || inner.poll(cx))
+        // SAFETY: structural pinning of the only field: `GuardedFuture` never
+        // moves it out, has no `Drop` impl, and is `Unpin` only when `F` is.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        if cfg!(panic = "abort") {
+            inner.poll(cx)
+        } else {
+            guard(move || inner.poll(cx))
+        }
     }
 }

@@ -2,10 +2,11 @@
 
 pub use crate::abi::PanicMsg;
 pub use crate::abi::{
-    BindReport, BuildFingerprint, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi, PatchEntry,
-    REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared, SharedDesc,
+    BindReport, BuildFingerprint, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi, NotPatchable,
+    PatchEntry, REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared, SharedDesc,
 };
 pub use crate::alloc_bridge::HostAlloc;
+pub use crate::async_call::{AsyncCall, erase_local, erase_send};
 pub use crate::fingerprint::{signature as sig_fp, type_layout as type_fp};
 pub use crate::panic_bridge::{GuardedFuture, catching, cross_call, guard, guard_hook};
 pub use linkme;

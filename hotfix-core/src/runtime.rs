@@ -446,14 +446,17 @@ fn relink<'a>(stack: &[Applied], targets: impl Iterator<Item = &'a FnDesc>) {
         if !done.insert(f as *const FnDesc) {
             continue;
         }
+        // `original` calls of the lowest replacement reach the original body.
         let mut live = f.original;
+        let mut top = f.unpatched;
         for a in stack {
             if let Some(r) = a.patch.entry_for(f) {
                 r.entry.prev.store(live as *mut (), Ordering::Release);
                 live = r.entry.replacement;
+                top = live;
             }
         }
-        f.slot.store(live as *mut (), Ordering::Release);
+        f.slot.store(top as *mut (), Ordering::Release);
     }
 }
 

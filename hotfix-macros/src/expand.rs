@@ -5,6 +5,7 @@ use crate::asyncfn;
 use crate::names::Names;
 use crate::refuse;
 use crate::sig::{SlotSig, body_fingerprint};
+use crate::wrapper::{Wrapper, forwarding};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{Attribute, Block, Signature, Type, Visibility};
@@ -34,7 +35,7 @@ pub struct UserFn<'a> {
 
 /// The generated pieces.
 pub struct Pieces {
-    /// Replaces the user's function: calls the entry.
+    /// Replaces the user's function: loads the slot and calls what it holds.
     pub wrapper: TokenStream,
     /// The original body, and the hidden constants a patch names
     /// (`__HOTFIX_META_*`, `__HOTFIX_SIG_*`). Free functions: module items;
@@ -50,11 +51,18 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let names = Names::new(&user.sig.ident, owner.trait_);
     let body_fp = body_fingerprint(user.sig, user.block);
 
-    // The original, as written (async: a function that boxes the future).
-    let (orig_sig, orig_block) = if user.sig.asyncness.is_some() {
-        asyncfn::boxed(user.sig, user.block, opts.not_send)
+    let is_async = user.sig.asyncness.is_some();
+    // The slot's function: the original as written, or for an `async fn` a
+    // function that boxes the original's future.
+    // With lifetime bounds in `where` (`#[async_trait]`), the slot's function
+    // calls the original with one lifetime for all.
+    let shimmed = !is_async && user.sig.generics.where_clause.is_some();
+    let orig_sig = if is_async {
+        forwarding(&asyncfn::boxed_sig(user.sig, opts.not_send)).0
+    } else if shimmed {
+        forwarding(&asyncfn::unified_sig(user.sig)).0
     } else {
-        (user.sig.clone(), user.block.clone())
+        user.sig.clone()
     };
     let slot = SlotSig::new(&orig_sig, owner.self_ty, owner.trait_)?;
     let fn_ty = slot.fn_ptr_type();
@@ -72,11 +80,12 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let meta_ident = &names.meta;
     let sig_ident = &names.sig;
     let entry_sym = names.entry_symbol(&sig_text);
-    let (orig_path, meta_path, path_expr) = match owner.self_ty {
+    let inner_ident = &names.inner;
+    let (owner_prefix, meta_path, path_expr) = match owner.self_ty {
         None => {
             let fn_name = user.sig.ident.to_string();
             (
-                quote!(#orig_ident),
+                quote!(),
                 quote!(#meta_ident),
                 quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
             )
@@ -93,25 +102,60 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
                 ),
             };
             (
-                quote!(<#ty>::#orig_ident),
+                quote!(<#ty>::),
                 quote!(<#ty>::#meta_ident),
                 quote!(::core::concat!(::core::module_path!(), "::", #owner_text, "::", #fn_name)),
             )
         }
     };
 
-    // Original body under a hidden name.
-    let mut orig = orig_sig.clone();
-    orig.ident = orig_ident.clone();
-    let orig_attrs = user
+    let orig_path = quote!(#owner_prefix #orig_ident);
+    let inner_path = quote!(#owner_prefix #inner_ident);
+
+    // Original body under a hidden name; for an `async fn`, the `async fn` as
+    // written (`inner`) and the slot's function that boxes its future.
+    let orig_attrs: Vec<_> = user
         .attrs
         .iter()
-        .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"));
+        .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"))
+        .collect();
     let hidden = quote!(#[doc(hidden)] #[allow(non_snake_case, clippy::all, clippy::pedantic)]);
+    let call_unsafe = unsafety.map(|_| quote!(unsafe));
+    let originals = if is_async || shimmed {
+        let mut inner = user.sig.clone();
+        inner.ident = inner_ident.clone();
+        let block = user.block;
+        let mut boxing = orig_sig.clone();
+        boxing.ident = orig_ident.clone();
+        let fwd = forwarding(&orig_sig).1;
+        let wrap_box = if is_async {
+            quote!(::std::boxed::Box::pin)
+        } else {
+            quote!()
+        };
+        quote! {
+            #hidden
+            #(#orig_attrs)*
+            #inner #block
+
+            #hidden
+            #boxing {
+                // SAFETY: forwards this function's own contract unchanged.
+                #wrap_box(#call_unsafe { #inner_path(#(#fwd),*) })
+            }
+        }
+    } else {
+        let mut orig = user.sig.clone();
+        orig.ident = orig_ident.clone();
+        let block = user.block;
+        quote! {
+            #hidden
+            #(#orig_attrs)*
+            #orig #block
+        }
+    };
     let companions = quote! {
-        #hidden
-        #(#orig_attrs)*
-        #orig #orig_block
+        #originals
 
         #hidden
         #[allow(non_upper_case_globals)]
@@ -131,11 +175,6 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
 
     let tuple = format_ident!("__hotfix_args");
     let fields = slot.tuple_fields(&tuple);
-    let call_unsafe = if unsafety.is_some() {
-        quote!(unsafe)
-    } else {
-        quote!()
-    };
     let safe_kw = if unsafety.is_some() {
         quote!()
     } else {
@@ -156,12 +195,20 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let catching = format_ident!("__hotfix_catching_{}", uniq);
     let cross = format_ident!("__hotfix_cross_{}", uniq);
     let allow = quote!(#[doc(hidden)] #[allow(non_snake_case, non_camel_case_types, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, clippy::all)]);
-    let asm = entry_asm(&entry_sym, &desc);
+    let asm = entry_asm(&entry_sym, &orig_path);
+    // An unpatched slot: the original (one load more than a plain call), or
+    // for an `async fn` the entry, which its wrapper compares the slot with.
+    let unpatched = if is_async {
+        quote!(#entry)
+    } else {
+        orig_path.clone()
+    };
     let module_block = quote! {
             #[::hotfix_core::__private::linkme::distributed_slice(::hotfix_core::__private::FNS)]
             #[linkme(crate = ::hotfix_core::__private::linkme)]
             #allow static #desc: ::hotfix_core::__private::FnDesc = ::hotfix_core::__private::FnDesc {
-                slot: ::hotfix_core::__private::AtomicPtr::new(#orig_path as *mut ()),
+                slot: ::hotfix_core::__private::AtomicPtr::new(#unpatched as *mut ()),
+                unpatched: #unpatched as *const (),
                 meta: &#meta_path,
                 original: #orig_path as *const (),
                 entry: #entry as *const (),
@@ -212,21 +259,16 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             }
     };
 
-    // An async function's wrapper returns the boxed future the slot creates, so
-    // a future is bound to the implementation live when it is created.
-    let wrapper_sig = if user.sig.asyncness.is_some() {
-        orig_sig.clone()
-    } else {
-        user.sig.clone()
-    };
-    let wrapper = wrapper(
-        &UserFn {
-            sig: &wrapper_sig,
-            ..user
-        },
-        &slot,
-        &entry,
-    );
+    let fn_alias_ty = quote!(#fn_alias);
+    let wrapper = Wrapper {
+        user: &user,
+        fn_ty: &fn_alias_ty,
+        desc: &desc,
+        entry: &entry,
+        inner: &inner_path,
+        not_send: opts.not_send,
+    }
+    .expand();
     Ok(Pieces {
         wrapper,
         companions,
@@ -234,48 +276,10 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     })
 }
 
-/// The function users call: it passes straight to the entry.
-fn wrapper(user: &UserFn<'_>, slot: &SlotSig, entry: &syn::Ident) -> TokenStream {
-    let attrs = user.attrs;
-    let vis = user.vis;
-    let mut sig = user.sig.clone();
-    // Plain names for every argument the wrapper forwards.
-    let mut forwarded: Vec<TokenStream> = Vec::new();
-    for (i, input) in sig.inputs.iter_mut().enumerate() {
-        match input {
-            syn::FnArg::Receiver(_) => forwarded.push(quote!(self)),
-            syn::FnArg::Typed(t) => {
-                let name = match crate::sig::pat_ident(&t.pat) {
-                    Some(id) => id.clone(),
-                    None => format_ident!("__hotfix_a{}", i),
-                };
-                *t.pat = syn::Pat::Ident(syn::PatIdent {
-                    attrs: vec![],
-                    by_ref: None,
-                    mutability: None,
-                    ident: name.clone(),
-                    subpat: None,
-                });
-                forwarded.push(quote!(#name));
-            }
-        }
-    }
-    let call_unsafe = slot.unsafety.map(|_| quote!(unsafe));
-    let call = quote!(#call_unsafe { #entry(#(#forwarded),*) });
-    let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
-    quote! {
-        #(#attrs)*
-        #[inline]
-        #vis #sig {
-            #call
-        }
-    }
-}
-
 /// The NOP-padded entry (libpulp's layout): 14 bytes of NOP before the entry,
-/// a 2-byte NOP at the entry, then a jump through the slot (the first field of
-/// the descriptor).
-fn entry_asm(sym: &str, desc: &syn::Ident) -> TokenStream {
+/// a 2-byte NOP at the entry, then a direct jump to the original. The slot
+/// holds the entry until a replacement is live.
+fn entry_asm(sym: &str, original: &TokenStream) -> TokenStream {
     let lines = [
         format!(".pushsection .text.{sym},\"ax\",@progbits"),
         ".p2align 4".to_owned(),
@@ -285,11 +289,11 @@ fn entry_asm(sym: &str, desc: &syn::Ident) -> TokenStream {
         ".skip 14, 0x90".to_owned(),
         format!("{sym}:"),
         ".byte 0x66, 0x90".to_owned(),
-        "jmp qword ptr [rip + {desc}]".to_owned(),
+        "jmp {original}".to_owned(),
         format!(".size {sym}, . - {sym}"),
         ".popsection".to_owned(),
     ];
     quote! {
-        ::core::arch::global_asm! { #(#lines),*, desc = sym #desc }
+        ::core::arch::global_asm! { #(#lines),*, original = sym #original }
     }
 }

@@ -63,6 +63,7 @@ pub fn expand_impl(mut item: ItemImpl, opts: Options) -> syn::Result<TokenStream
     });
     let mut companions = Vec::new();
     let mut blocks = Vec::new();
+    let mut errors = Vec::new();
     for it in item.items.iter_mut() {
         let ImplItem::Fn(f) = it else { continue };
         let marked = f.attrs.iter().any(is_marker);
@@ -89,7 +90,7 @@ pub fn expand_impl(mut item: ItemImpl, opts: Options) -> syn::Result<TokenStream
                 syn::parse_quote!(#[allow(unused_imports)] use #use_path as _;),
             );
         }
-        let pieces = expand(
+        let expanded = expand(
             UserFn {
                 attrs: &f.attrs,
                 vis: &f.vis,
@@ -101,15 +102,28 @@ pub fn expand_impl(mut item: ItemImpl, opts: Options) -> syn::Result<TokenStream
                 trait_: trait_.as_ref(),
             },
             opts,
-        )?;
-        // The wrapper keeps the user's signature (a trait impl must match the trait).
-        let mut wrapper: syn::ImplItemFn = syn::parse2(pieces.wrapper)?;
-        wrapper.sig.output = f.sig.output.clone();
+        )
+        .and_then(|p| Ok((syn::parse2::<syn::ImplItemFn>(p.wrapper.clone())?, p)));
+        let (mut wrapper, pieces) = match expanded {
+            Ok(w) => w,
+            Err(e) => {
+                // Refused alone: the method stays as written (not patchable),
+                // so the rest of the block, and every use of it, still compiles.
+                errors.push(e.to_compile_error());
+                continue;
+            }
+        };
+        // A sync wrapper keeps the user's signature (a trait impl must match
+        // the trait); an async one returns `impl Future` instead.
+        if f.sig.asyncness.is_none() {
+            wrapper.sig.output = f.sig.output.clone();
+        }
         *f = wrapper;
         companions.push(pieces.companions);
         blocks.push(pieces.module_block);
     }
     Ok(quote! {
+        #(#errors)*
         #item
         #[doc(hidden)]
         impl #self_ty {

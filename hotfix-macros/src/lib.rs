@@ -14,11 +14,15 @@ mod expand;
 mod foreign_attr;
 mod impl_attr;
 mod library;
+mod lifetimes;
 mod names;
 mod patch_attr;
+mod pretty;
 mod refuse;
 mod shared_attr;
 mod sig;
+mod target;
+mod wrapper;
 
 use proc_macro::TokenStream;
 use syn::parse_macro_input;

@@ -6,8 +6,10 @@ use syn::Ident;
 
 /// Hidden names for one patchable function.
 pub struct Names {
-    /// The original body.
+    /// The original body (for an `async fn`: the function boxing its future).
     pub original: Ident,
+    /// For an `async fn`: the original `async fn` itself.
+    pub inner: Ident,
     /// The `FnMeta` constant a patch names.
     pub meta: Ident,
     /// The typed function-pointer constant a patch checks its signature against.
@@ -29,6 +31,7 @@ impl Names {
         let base = stem(ident, trait_);
         Self {
             original: format_ident!("__hotfix_original_{}", base),
+            inner: format_ident!("__hotfix_inner_{}", base),
             meta: format_ident!("__HOTFIX_META_{}", base),
             sig: format_ident!("__HOTFIX_SIG_{}", base),
             location: location(ident.span()),

@@ -3,9 +3,8 @@
 use crate::asyncfn;
 use crate::sig::SlotSig;
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote};
 use syn::parse::{Parse, ParseStream};
-use syn::spanned::Spanned;
 use syn::{ExprPath, ItemFn, Token};
 
 /// The attribute's arguments: the target, then optionally `?Send`.
@@ -36,43 +35,6 @@ impl Parse for PatchArgs {
     }
 }
 
-/// Paths of the target's hidden constants: `(meta, sig)`.
-fn companion_paths(target: &ExprPath) -> syn::Result<(TokenStream, TokenStream)> {
-    let last = target
-        .path
-        .segments
-        .last()
-        .ok_or_else(|| syn::Error::new_spanned(target, "empty path"))?;
-    let name = &last.ident;
-    match &target.qself {
-        Some(q) => {
-            // <Type as Trait>::method
-            let ty = &q.ty;
-            let trait_seg = target
-                .path
-                .segments
-                .iter()
-                .nth(q.position.saturating_sub(1))
-                .ok_or_else(|| {
-                    syn::Error::new_spanned(target, "expected `<Type as Trait>::method`")
-                })?;
-            let stem = format!("{}_{}", trait_seg.ident, name);
-            let meta = format_ident!("__HOTFIX_META_{}", stem);
-            let sig = format_ident!("__HOTFIX_SIG_{}", stem);
-            Ok((quote!(<#ty>::#meta), quote!(<#ty>::#sig)))
-        }
-        None => {
-            let mut meta = target.path.clone();
-            let mut sig = target.path.clone();
-            meta.segments.last_mut().expect("non-empty").ident =
-                format_ident!("__HOTFIX_META_{}", name);
-            sig.segments.last_mut().expect("non-empty").ident =
-                format_ident!("__HOTFIX_SIG_{}", name);
-            Ok((quote!(#meta), quote!(#sig)))
-        }
-    }
-}
-
 pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
     if let Some(syn::FnArg::Receiver(r)) = item.sig.inputs.first() {
         return Err(syn::Error::new_spanned(
@@ -82,11 +44,10 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     crate::refuse::check_signature(&item.sig)?;
-    let (meta_path, sig_path) = companion_paths(&args.target)?;
     let ident = item.sig.ident.clone();
     let is_async = item.sig.asyncness.is_some();
     let slot_sig = if is_async {
-        asyncfn::boxed(&item.sig, &item.block, args.not_send).0
+        asyncfn::boxed_sig(&item.sig, args.not_send)
     } else {
         item.sig.clone()
     };
@@ -128,25 +89,28 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
     };
     item.block.stmts.insert(0, original);
 
-    // Both sides of the check carry the replacement's span, so a mismatch is
-    // reported at the user's signature.
-    let check_span = item.sig.span();
-    let check_ty = respan(quote_spanned!(check_span=> #fn_ty), check_span);
-    let sig_path = respan(sig_path, check_span);
+    let target = crate::target::Target::new(&args.target)?;
+    let meta_const = format_ident!("__HOTFIX_TARGET_{}", ident);
+    let checks = target.checks(&crate::target::Replacement {
+        sig: &item.sig,
+        fn_ty: &fn_ty,
+        function: &repl,
+    });
+    let meta_lookup = target.meta_lookup();
     Ok(quote! {
         #item
 
-        // The build fails here if the signature differs from the target's.
-        #[allow(non_upper_case_globals, clippy::all)]
-        const _: () = {
-            let _: #check_ty = #sig_path;
-        };
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #meta_const: &'static ::hotfix_core::__private::FnMeta = #meta_lookup;
+
+        #checks
 
         #[allow(non_upper_case_globals)]
         #[::hotfix_core::__private::linkme::distributed_slice(::hotfix_core::__private::PATCH_ENTRIES)]
         #[linkme(crate = ::hotfix_core::__private::linkme)]
         static #entry: ::hotfix_core::__private::PatchEntry = ::hotfix_core::__private::PatchEntry {
-            meta: &#meta_path,
+            meta: #meta_const,
             replacement: #repl as *const (),
             prev: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
             host_catching: ::hotfix_core::__private::AtomicPtr::new(::core::ptr::null_mut()),
@@ -159,21 +123,4 @@ pub fn expand(args: PatchArgs, mut item: ItemFn) -> syn::Result<TokenStream> {
             ::hotfix_core::__private::guard(|| #body_call)
         }
     })
-}
-
-/// Gives every token the span `span`.
-fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut t| {
-            if let proc_macro2::TokenTree::Group(g) = &t {
-                let mut ng = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
-                ng.set_span(span);
-                t = proc_macro2::TokenTree::Group(ng);
-            } else {
-                t.set_span(span);
-            }
-            t
-        })
-        .collect()
 }

@@ -34,10 +34,17 @@ pub fn check_signature(sig: &Signature) -> syn::Result<()> {
         }
     }
     if let Some(w) = &sig.generics.where_clause {
-        let only_lifetimes = w
-            .predicates
-            .iter()
-            .all(|p| matches!(p, syn::WherePredicate::Lifetime(_)));
+        // Lifetime bounds only (`'a: 'b`, `Self: 'a`: what `#[async_trait]` writes).
+        let only_lifetimes = w.predicates.iter().all(|p| match p {
+            syn::WherePredicate::Lifetime(_) => true,
+            syn::WherePredicate::Type(t) => {
+                matches!(&t.bounded_ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+                    && t.bounds
+                        .iter()
+                        .all(|b| matches!(b, syn::TypeParamBound::Lifetime(_)))
+            }
+            _ => false,
+        });
         if !only_lifetimes {
             return Err(syn::Error::new_spanned(
                 w,
@@ -63,6 +70,19 @@ pub fn check_signature(sig: &Signature) -> syn::Result<()> {
                  generic, with one instance per type; take a concrete type or `&dyn Trait`",
             ));
         }
+    }
+    if let ReturnType::Type(_, t) = &sig.output
+        && sig.asyncness.is_some()
+        && borrows(t)
+        && input_lifetimes(sig) > 1
+    {
+        return Err(syn::Error::new_spanned(
+            t,
+            "`#[patchable]` cannot patch an `async fn` that returns borrowed data while its \
+             arguments borrow with more than one lifetime: its slot ties every borrow to one \
+             lifetime; name one lifetime for the borrowed arguments and the result, for \
+             example `async fn f<'a>(&'a self, key: &'a str) -> &'a str`",
+        ));
     }
     if let ReturnType::Type(_, t) = &sig.output {
         if sig.asyncness.is_none()
@@ -99,4 +119,67 @@ fn find_impl_trait(ty: &Type) -> Option<proc_macro2::Span> {
     let mut f = Find(None);
     f.visit_type(ty);
     f.0
+}
+
+/// Whether a type borrows: a reference or a lifetime other than `'static`.
+fn borrows(ty: &Type) -> bool {
+    use syn::visit::Visit;
+    struct Find(bool);
+    impl<'a> Visit<'a> for Find {
+        fn visit_type_reference(&mut self, r: &'a syn::TypeReference) {
+            if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") {
+                self.0 = true;
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'a syn::Lifetime) {
+            if l.ident != "static" {
+                self.0 = true;
+            }
+        }
+    }
+    let mut f = Find(false);
+    f.visit_type(ty);
+    f.0
+}
+
+/// How many distinct lifetimes the arguments borrow with (each elided one
+/// counts as its own).
+fn input_lifetimes(sig: &Signature) -> usize {
+    use syn::visit::Visit;
+    #[derive(Default)]
+    struct Count {
+        named: Vec<String>,
+        elided: usize,
+    }
+    impl<'a> Visit<'a> for Count {
+        fn visit_type_reference(&mut self, r: &'a syn::TypeReference) {
+            if r.lifetime.is_none() {
+                self.elided += 1;
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'a syn::Lifetime) {
+            if l.ident == "_" {
+                self.elided += 1;
+            } else if l.ident != "static" && !self.named.contains(&l.ident.to_string()) {
+                self.named.push(l.ident.to_string());
+            }
+        }
+    }
+    let mut c = Count::default();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                if let Some((_, lt)) = &r.reference {
+                    match lt {
+                        Some(l) => c.visit_lifetime(l),
+                        None => c.elided += 1,
+                    }
+                }
+            }
+            FnArg::Typed(t) => c.visit_type(&t.ty),
+        }
+    }
+    c.named.len() + c.elided
 }

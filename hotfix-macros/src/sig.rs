@@ -73,6 +73,8 @@ impl SlotSig {
         self_ty: Option<&Type>,
         trait_: Option<&syn::Path>,
     ) -> syn::Result<Self> {
+        let named = crate::lifetimes::name_elided(sig);
+        let sig = &named;
         let mut args = Vec::new();
         for (i, input) in sig.inputs.iter().enumerate() {
             let name = format_ident!("__hotfix_a{}", i);

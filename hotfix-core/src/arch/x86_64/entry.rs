@@ -2,7 +2,10 @@
 //!
 //! A patchable entry stub is a 16-byte aligned block: a 14-byte pad (offsets
 //! 0..14, never executed while unpatched), the entry at offset 14 holding the
-//! 2-byte NOP `66 90`, then at offset 16 `jmp qword ptr [rip+SLOT]`.
+//! 2-byte NOP `66 90`, then at offset 16 `jmp rel32 <original>`. Calls go
+//! through the function's slot; the entry strategy redirects the entry too,
+//! for code that reaches it directly (an `async fn`'s unpatched slot holds
+//! it).
 //!
 //! Redirected, the pad holds `jmp qword ptr [rip+0]` with the 8-byte target
 //! (`ff 25 00 00 00 00 <target>`) and the entry holds `jmp -16` (`eb f0`).
