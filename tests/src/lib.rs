@@ -213,3 +213,67 @@ pub fn compile_c_shared(name: &str, out: &Path) {
         .expect("run cc");
     assert!(status.success(), "compiling {} failed", src.display());
 }
+
+/// Blocks every signal in the calling thread, as a `sigwait` thread does, and
+/// returns the full set.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage; sigfillset fills it;
+    // pthread_sigmask changes only the calling thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        all
+    }
+}
+
+/// A thread named `name` that blocks every signal and sleeps until dropped.
+pub struct SignalBlocker {
+    /// Its thread id.
+    pub tid: i32,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalBlocker {
+    /// Starts it and returns once its mask is in force and it sleeps.
+    pub fn start(name: &str) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready, tid) = std::sync::mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                block_all_signals();
+                // SAFETY: gettid has no preconditions.
+                ready.send(unsafe { libc::gettid() }).unwrap();
+                let _ = stopped.recv();
+            })
+            .expect("spawn a signal blocker");
+        let tid = tid.recv().expect("the blocker's tid");
+        // Until it sleeps in its wait.
+        let state = format!("/proc/self/task/{tid}/stat");
+        for _ in 0..500 {
+            let s = fs::read_to_string(&state).unwrap_or_default();
+            if s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('S'))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Self {
+            tid,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for SignalBlocker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -7,9 +7,7 @@ use fixture_host::{
     ipa_formats_caller_model,
 };
 use hotfix_core::{ApplyOptions, CodeError, Error, Runtime};
-use hotfix_tests::{build_patch, serial};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use hotfix_tests::{SignalBlocker, block_all_signals, build_patch, serial};
 use std::time::{Duration, Instant};
 
 fn leaf(x: i64) -> i64 {
@@ -79,54 +77,6 @@ fn a_hidden_function_that_calls_out_is_patched_and_its_o2_caller_stays_right() {
     );
 }
 
-/// A thread that blocks every signal and waits, as a `sigwait` loop does.
-struct SignalBlocker {
-    tid: Arc<AtomicI32>,
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SignalBlocker {
-    fn start() -> Self {
-        let tid = Arc::new(AtomicI32::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t, s) = (tid.clone(), stop.clone());
-        let handle = std::thread::Builder::new()
-            .name("sigwaiter".into())
-            .spawn(move || {
-                // SAFETY: a zeroed sigset_t is valid storage; sigfillset fills it;
-                // pthread_sigmask changes only this thread's mask.
-                unsafe {
-                    let mut all: libc::sigset_t = std::mem::zeroed();
-                    libc::sigfillset(&mut all);
-                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-                    t.store(libc::syscall(libc::SYS_gettid) as i32, Ordering::Release);
-                }
-                while !s.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-            .expect("spawn");
-        while tid.load(Ordering::Acquire) == 0 {
-            std::thread::yield_now();
-        }
-        Self {
-            tid,
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for SignalBlocker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 #[test]
 fn a_thread_blocking_every_signal_refuses_a_foreign_apply_at_once_naming_it() {
     let _g = serial();
@@ -135,10 +85,8 @@ fn a_thread_blocking_every_signal_refuses_a_foreign_apply_at_once_naming_it() {
     let patch = Runtime::global()
         .load(build_patch("foreign_good"))
         .expect("load");
-    let blocker = SignalBlocker::start();
-    let tid = blocker.tid.load(Ordering::Acquire);
-    // Let it reach its sleep with the mask in force.
-    std::thread::sleep(Duration::from_millis(20));
+    let blocker = SignalBlocker::start("sigwaiter");
+    let tid = blocker.tid;
 
     let start = Instant::now();
     let err = Runtime::global()
@@ -177,12 +125,10 @@ fn a_thread_in_sigwait_for_every_signal_is_named_before_anyone_is_signalled() {
     let waiter = std::thread::Builder::new()
         .name("sigwaiter2".into())
         .spawn(move || {
-            // SAFETY: sigset operations on a local set; the mask of this thread
-            // only; sigwait returns when SIGUSR1 is sent to this thread below.
+            let all = block_all_signals();
+            // SAFETY: gettid, pthread_self and sigwait on a full set blocked in
+            // this thread; sigwait returns when SIGUSR1 is sent to it below.
             unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
                 tx.send((libc::syscall(libc::SYS_gettid) as i32, libc::pthread_self()))
                     .unwrap();
                 let mut got = 0;

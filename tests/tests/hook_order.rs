@@ -3,7 +3,7 @@
 
 use fixture_host::{HOOK_MODE, HOOK_STATE, c_answer};
 use hotfix_core::{CodeError, Error, Runtime};
-use hotfix_tests::{build_patch, serial};
+use hotfix_tests::{SignalBlocker, build_patch, serial};
 use std::sync::atomic::Ordering;
 
 fn reset() {
@@ -57,23 +57,7 @@ fn a_revert_whose_code_write_fails_keeps_the_patch_and_does_not_run_on_revert() 
     assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (2002, 1));
 
     // A thread that blocks every signal: no code can be written now.
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let blocker = std::thread::Builder::new()
-        .name("blocker".into())
-        .spawn(move || {
-            // SAFETY: a zeroed sigset_t is valid storage; sigfillset fills it;
-            // pthread_sigmask changes only this thread's mask.
-            unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-            }
-            ready_tx.send(()).unwrap();
-            let _ = stop_rx.recv();
-        })
-        .unwrap();
-    ready_rx.recv().unwrap();
+    let blocker = SignalBlocker::start("blocker");
     let err = Runtime::global().revert_newest().expect_err("refused");
     assert!(err.to_string().contains("(blocker)"), "{err}");
     assert_eq!(
@@ -82,8 +66,7 @@ fn a_revert_whose_code_write_fails_keeps_the_patch_and_does_not_run_on_revert() 
         "still applied, hook not run"
     );
     assert_eq!(Runtime::global().status().patches.len(), 1);
-    drop(stop_tx);
-    blocker.join().unwrap();
+    drop(blocker);
 
     Runtime::global().revert_newest().expect("revert");
     assert_eq!((c_answer(2), HOOK_STATE.load(Ordering::SeqCst)), (46, 0));
@@ -116,25 +99,11 @@ fn a_veto_runs_after_every_check_and_before_any_write() {
         .expect("load");
     // A thread asleep with every signal blocked exists BEFORE the apply: the
     // plan refuses the patch, before its hook.
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let blocker = std::thread::spawn(move || {
-        // SAFETY: as above.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-        }
-        ready_tx.send(()).unwrap();
-        let _ = stop_rx.recv();
-    });
-    ready_rx.recv().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    let blocker = SignalBlocker::start("blocker2");
     let err = Runtime::global()
         .apply_loaded(&loaded, Default::default())
         .expect_err("refused by a check");
-    drop(stop_tx);
-    blocker.join().unwrap();
+    drop(blocker);
     assert!(matches!(err, Error::Foreign { .. }), "{err}");
     assert_eq!(
         HOOK_STATE.load(Ordering::SeqCst),
