@@ -79,8 +79,12 @@ fn call(i: usize, a: u64, b: u64) -> u64 {
         .iter()
         .find(|d| d.meta.path == path)
         .unwrap_or_else(|| panic!("{path} not registered"));
-    // SAFETY: the entry of a `fn(u64, u64) -> u64`.
-    let f: fn(u64, u64) -> u64 = unsafe { std::mem::transmute(d.entry) };
+    // As the function's own wrapper does: call what its slot holds (the
+    // entry stub jumps straight to the original, past the slot).
+    let target = d.slot.load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: the slot of a `fn(u64, u64) -> u64` holds an implementation of
+    // that signature (the original or a replacement with its fingerprint).
+    let f: fn(u64, u64) -> u64 = unsafe { std::mem::transmute(target) };
     f(a, b)
 }
 

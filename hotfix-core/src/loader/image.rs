@@ -52,6 +52,18 @@ enum Reloc {
     External,
 }
 
+/// What the live library must hold in one segment: from `start` to `end`,
+/// the `regions` (each `(vaddr, bytes)`, ascending, disjoint).
+pub(crate) struct ExpectedSpan {
+    segment: usize,
+    /// First address of the first region.
+    pub start: u64,
+    /// One past the last byte of the last region.
+    pub end: u64,
+    /// The regions.
+    pub regions: Vec<(u64, Vec<u8>)>,
+}
+
 /// Why a read of the image failed.
 pub(crate) type ImageError = String;
 
@@ -486,29 +498,52 @@ impl<'a> Image<'a> {
     }
 
     /// The bytes the live library must hold at every region read so far, given
-    /// its load `base`: the file's bytes with each relocation applied.
-    pub(crate) fn expected(&self, base: u64) -> Vec<(u64, Vec<u8>)> {
+    /// its load `base`: the file's bytes with each relocation applied. Regions
+    /// that touch are merged, and grouped by the segment holding them, so a
+    /// caller can read each segment's span of the live library at once.
+    pub(crate) fn expected(&self, base: u64) -> Vec<ExpectedSpan> {
         let mut regions = self.read.borrow().clone();
         regions.sort_unstable();
-        regions.dedup();
-        regions
-            .into_iter()
-            .map(|(vaddr, len)| {
-                let seg = self
-                    .segment_of(vaddr, len)
-                    .expect("region was read from a segment");
-                let start = (seg.offset + vaddr - seg.vaddr) as usize;
-                let mut out = self.bytes[start..start + len as usize].to_vec();
-                for (&at, r) in self.relocs.range(vaddr..vaddr + len) {
-                    if at + 8 <= vaddr + len
-                        && let Reloc::Relative(target) = r
-                    {
-                        let i = (at - vaddr) as usize;
-                        out[i..i + 8].copy_from_slice(&base.wrapping_add(*target).to_le_bytes());
-                    }
+        let mut merged: Vec<(u64, u64, usize)> = Vec::new();
+        for (vaddr, len) in regions {
+            let seg = self
+                .segments
+                .iter()
+                .position(|s| s.vaddr <= vaddr && vaddr + len <= s.end())
+                .expect("region was read from a segment");
+            match merged.last_mut() {
+                Some((_, end, s)) if *s == seg && vaddr <= *end => {
+                    *end = (*end).max(vaddr + len);
                 }
-                (vaddr, out)
-            })
-            .collect()
+                _ => merged.push((vaddr, vaddr + len, seg)),
+            }
+        }
+        let mut spans: Vec<ExpectedSpan> = Vec::new();
+        for (vaddr, end, seg_index) in merged {
+            let seg = &self.segments[seg_index];
+            let start = (seg.offset + vaddr - seg.vaddr) as usize;
+            let mut out = self.bytes[start..start + (end - vaddr) as usize].to_vec();
+            for (&at, r) in self.relocs.range(vaddr..end) {
+                if at + 8 <= end
+                    && let Reloc::Relative(target) = r
+                {
+                    let i = (at - vaddr) as usize;
+                    out[i..i + 8].copy_from_slice(&base.wrapping_add(*target).to_le_bytes());
+                }
+            }
+            match spans.last_mut() {
+                Some(span) if span.segment == seg_index => {
+                    span.end = end;
+                    span.regions.push((vaddr, out));
+                }
+                _ => spans.push(ExpectedSpan {
+                    segment: seg_index,
+                    start: vaddr,
+                    end,
+                    regions: vec![(vaddr, out)],
+                }),
+            }
+        }
+        spans
     }
 }

@@ -79,15 +79,24 @@ pub(crate) fn open(
             "the registry symbol resolved to {ptr:#x}, not inside the library loaded at {base:#x}"
         )));
     }
-    for (vaddr, expected) in image.expected(base) {
-        let at = base.wrapping_add(vaddr) as usize;
-        let mut live = vec![0u8; expected.len()];
-        // Through the kernel: a mapping the file did not describe (an extra
-        // segment mapped over this one) reads as an error, not a fault.
-        if !crate::os::peek(at, &mut live) || live != expected {
+    for span in image.expected(base) {
+        // One read per segment, through the kernel: a mapping the file did not
+        // describe (an extra segment mapped over this one) reads as an error,
+        // not a fault.
+        let mut live = vec![0u8; (span.end - span.start) as usize];
+        if !crate::os::peek(base.wrapping_add(span.start) as usize, &mut live) {
             return Err(corrupt(format!(
-                "the loaded library's bytes at {vaddr:#x} differ from the file's"
+                "the loaded library cannot be read at {:#x}",
+                span.start
             )));
+        }
+        for (vaddr, expected) in &span.regions {
+            let at = (vaddr - span.start) as usize;
+            if live[at..at + expected.len()] != expected[..] {
+                return Err(corrupt(format!(
+                    "the loaded library's bytes at {vaddr:#x} differ from the file's"
+                )));
+            }
         }
     }
     // SAFETY: every byte of the registry equals what the static parse validated
