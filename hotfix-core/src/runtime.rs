@@ -109,12 +109,6 @@ impl Runtime {
 
     /// Checks the signature of a read patch where keys are trusted; says once
     /// that signatures are off where none is.
-    fn check_signature(&self, checked: &loader::CheckedFile) -> Result<()> {
-        self.check_signature_of(&checked.source, &checked.digest)
-    }
-
-    /// [`Runtime::check_signature`] for the file at `source` whose bytes hash
-    /// to `digest`.
     fn check_signature_of(&self, source: &Path, digest: &Digest) -> Result<()> {
         let keys = {
             let mut p = self.policy();
@@ -145,7 +139,7 @@ impl Runtime {
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedPatch>> {
         let max = self.policy().max_size;
         let checked = loader::check(path.as_ref(), max)?;
-        self.check_signature(&checked)?;
+        self.check_signature_of(&checked.source, &checked.digest)?;
         {
             let state = self.lock();
             if let Some(p) = state.loaded.get(&checked.digest) {

@@ -34,10 +34,13 @@ pub fn registers_callers_may_keep(sym: &ForeignSymbol) -> Result<Vec<&'static st
         if m.path != object || !m.perms.read {
             return true;
         }
-        let len = 16.min(m.end - target);
-        // SAFETY: `[target, target+len)` lies in a readable mapping just read.
-        let head = unsafe { std::slice::from_raw_parts(target as *const u8, len) };
-        arch::is_plt_stub(target, head)
+        // Through the kernel: the mapping may have changed since it was read.
+        let mut head = [0u8; 16];
+        let len = head.len().min(m.end - target);
+        if !crate::os::peek(target, &mut head[..len]) {
+            return true;
+        }
+        arch::is_plt_stub(target, &head[..len])
     };
     arch::untouched_caller_saved(&image_of(sym), calls_out)
 }

@@ -88,20 +88,16 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
             path: src.clone(),
             reason,
         })?;
-    let (_, b) = static_registry::read_header(&src, &image)?;
+    let (_, build) = static_registry::read_header(&src, &image)?;
+    let unreadable = static_registry::compare_build(&src, &build)
+        .err()
+        .map(|e| e.to_string());
     let mut info = PatchInfo {
         file: src.clone(),
         size: checked.bytes.len() as u64,
         sha256: checked.digest.to_string(),
-        build: BuildInfo {
-            rustc: b.rustc.clone(),
-            target: b.target.clone(),
-            panic: b.panic.clone(),
-            debug_assertions: b.debug_assertions,
-            target_features: b.target_features.clone(),
-            hotfix_abi: b.hotfix_abi.clone(),
-        },
-        unreadable: None,
+        build,
+        unreadable,
         name: String::new(),
         version: String::new(),
         targets: Vec::new(),
@@ -111,8 +107,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
         revert_hook: false,
         signer: crate::signing::claimed_signer(&src),
     };
-    if let Err(e) = static_registry::compare_build(&src, &b) {
-        info.unreadable = Some(e.to_string());
+    if info.unreadable.is_some() {
         return Ok(info);
     }
     let reg = static_registry::parse(&src, &image)?;

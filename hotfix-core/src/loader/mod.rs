@@ -42,7 +42,7 @@ mod registry;
 mod static_registry;
 
 pub use file_check::DEFAULT_MAX_PATCH_SIZE;
-pub(crate) use file_check::{CheckedFile, check_mode};
+pub(crate) use file_check::check_mode;
 
 pub use inspect::{BuildInfo, PatchInfo, TargetInfo, inspect};
 

@@ -9,6 +9,7 @@
 //! copies what it validated into owned values.
 
 use super::image::Image;
+use super::inspect::BuildInfo;
 use crate::abi::{
     BuildFingerprint, FnDesc, FnMeta, ForeignEntry, PatchEntry, REGISTRY_FORMAT, REGISTRY_MAGIC,
     REGISTRY_SYMBOL, RegistryV1, SharedDesc,
@@ -80,17 +81,6 @@ pub(crate) struct ParsedRegistry {
     pub on_revert: bool,
 }
 
-/// The build fingerprint a patch carries, as text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ParsedBuild {
-    pub rustc: String,
-    pub target: String,
-    pub panic: String,
-    pub debug_assertions: bool,
-    pub target_features: String,
-    pub hotfix_abi: String,
-}
-
 /// Whether `&str` is laid out as (pointer, length) by the compiler that built
 /// this runtime (and, once the fingerprints are equal, the patch).
 fn str_ptr_first() -> bool {
@@ -103,7 +93,7 @@ fn str_ptr_first() -> bool {
 
 /// Reads the registry header of `image`: its address and build fingerprint,
 /// after checking magic and format version. Layout-independent.
-pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, ParsedBuild)> {
+pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, BuildInfo)> {
     let corrupt = |reason: String| Error::CorruptRegistry {
         path: path.to_owned(),
         reason,
@@ -161,7 +151,7 @@ pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, Parsed
             "debug_assertions",
         )
         .map_err(corrupt)?[0];
-    let build = ParsedBuild {
+    let build = BuildInfo {
         rustc: raw(offset_of!(BuildFingerprint, rustc), "build.rustc")?,
         target: raw(offset_of!(BuildFingerprint, target), "build.target")?,
         panic: raw(offset_of!(BuildFingerprint, panic), "build.panic")?,
@@ -404,12 +394,12 @@ fn items(s: Slice, size: usize) -> impl Iterator<Item = u64> {
 }
 
 /// The host's own build fingerprint, as text.
-pub(crate) fn host_build() -> ParsedBuild {
+pub(crate) fn host_build() -> BuildInfo {
     let host = &BuildFingerprint::CURRENT;
     // SAFETY: the host's own fingerprint: RawStr built by RawStr::new from
     // static strings of this build.
     let s = |r: &crate::abi::RawStr| unsafe { r.to_string_lossy() };
-    ParsedBuild {
+    BuildInfo {
         rustc: s(&host.rustc),
         target: s(&host.target),
         panic: s(&host.panic),
@@ -421,7 +411,7 @@ pub(crate) fn host_build() -> ParsedBuild {
 
 /// Compares the patch's build fingerprint with the host's; the first field
 /// that differs is named.
-pub(crate) fn compare_build(path: &Path, patch: &ParsedBuild) -> Result<()> {
+pub(crate) fn compare_build(path: &Path, patch: &BuildInfo) -> Result<()> {
     let host = host_build();
     let fields: [(&'static str, String, String); 6] = [
         ("compiler (rustc -vV)", patch.rustc.clone(), host.rustc),

@@ -31,8 +31,8 @@ impl Perms {
         p
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
+    /// Parses the four characters of a maps line (`r-xp`).
+    pub(super) fn parse(b: &[u8]) -> Option<Self> {
         if b.len() != 4 {
             return None;
         }
@@ -157,7 +157,7 @@ impl Maps {
 fn parse_line(line: &str) -> Option<Mapping> {
     let mut fields = line.splitn(6, ' ');
     let range = fields.next()?;
-    let perms = Perms::parse(fields.next()?)?;
+    let perms = Perms::parse(fields.next()?.as_bytes())?;
     let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
     let _dev = fields.next()?;
     let _inode = fields.next()?;

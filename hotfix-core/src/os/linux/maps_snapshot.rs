@@ -119,13 +119,7 @@ fn parse_line(line: &[u8]) -> Option<RawMapping> {
     let space = dash + 1 + line[dash + 1..].iter().position(|&b| b == b' ')?;
     let start = parse_hex(&line[..dash])?;
     let end = parse_hex(&line[dash + 1..space])?;
-    let p = line.get(space + 1..space + 5)?;
-    let perms = Perms {
-        read: p[0] == b'r',
-        write: p[1] == b'w',
-        exec: p[2] == b'x',
-        private: p[3] == b'p',
-    };
+    let perms = Perms::parse(line.get(space + 1..space + 5)?)?;
     (start < end).then_some(RawMapping { start, end, perms })
 }
 

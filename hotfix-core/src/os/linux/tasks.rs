@@ -58,11 +58,13 @@ fn field<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 /// `signal`. False when it cannot be read. Allocation-free.
 pub(super) fn blocks_signal(tid: i32, signal: i32) -> bool {
     let mut buf = [0u8; 4096];
-    let Some(len) = read_task_file(tid, b"status", &mut buf) else {
-        return false;
-    };
+    read_task_file(tid, b"status", &mut buf).is_some_and(|len| mask_has(&buf[..len], signal))
+}
+
+/// Whether the `SigBlk` mask of a status file's text holds `signal`.
+fn mask_has(status: &[u8], signal: i32) -> bool {
     let mut mask: u64 = 0;
-    for &c in field(&buf[..len], b"\nSigBlk:").unwrap_or_default() {
+    for &c in field(status, b"\nSigBlk:").unwrap_or_default() {
         match (c as char).to_digit(16) {
             Some(d) => mask = (mask << 4) | u64::from(d),
             None => break,
@@ -82,14 +84,7 @@ pub(super) fn blocking_state(tid: i32, signal: i32) -> Option<bool> {
     let mut buf = [0u8; 4096];
     let len = read_task_file(tid, b"status", &mut buf)?;
     let text = &buf[..len];
-    let mut mask: u64 = 0;
-    for &c in field(text, b"\nSigBlk:").unwrap_or_default() {
-        match (c as char).to_digit(16) {
-            Some(d) => mask = (mask << 4) | u64::from(d),
-            None => break,
-        }
-    }
-    if !(1..=64).contains(&signal) || mask & (1u64 << (signal - 1)) == 0 {
+    if !mask_has(text, signal) {
         return None;
     }
     let asleep = field(text, b"\nState:").and_then(|v| v.first()) == Some(&b'S');
