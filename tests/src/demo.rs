@@ -306,9 +306,12 @@ impl RawControl {
 
     /// Sends one request line and returns the reply's JSON.
     pub fn ask(&mut self, request: &str) -> serde_json::Value {
-        self.send(format!("{request}\n").as_bytes())
-            .expect("send a request");
-        let line = self.reply().expect("a reply before the connection closed");
+        // A busy process answers before it reads and closes, so the send can
+        // fail with the reply already waiting.
+        let sent = self.send(format!("{request}\n").as_bytes());
+        let line = self
+            .reply()
+            .unwrap_or_else(|| panic!("no reply before the connection closed (send: {sent:?})"));
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
     }
 }

@@ -2,6 +2,8 @@
 //! clients at once: every one gets an error reply or a closed connection within
 //! bounded time, and the server keeps serving its own clients and the socket.
 
+use hotfix_core::control::client::Client;
+use hotfix_core::control::protocol::{Command, ErrorKind};
 use hotfix_core::control::socket::{LINE_TIMEOUT, MAX_CLIENTS, MAX_LINE};
 use hotfix_tests::demo::{RawControl, Server, WAIT, control_dir, reply_kind};
 use std::io::Write;
@@ -144,16 +146,15 @@ fn a_hundred_clients_at_once_get_served_or_told_busy() {
                 barrier.wait();
                 let start = Instant::now();
                 let mut c = RawControl::connect(&ctl, pid);
-                let kind = match c.send(format!("{STATUS}\n").as_bytes()) {
-                    // Refused as busy before the request was read.
-                    Err(_) => "closed".to_owned(),
-                    Ok(()) => match c.reply() {
-                        Some(line) => {
-                            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-                            reply_kind(&v)
-                        }
-                        None => "closed".to_owned(),
-                    },
+                // A client refused as busy is answered before its request is
+                // read, so the send may fail (EPIPE) with the reply waiting.
+                let _ = c.send(format!("{STATUS}\n").as_bytes());
+                let kind = match c.reply() {
+                    Some(line) => {
+                        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+                        reply_kind(&v)
+                    }
+                    None => "closed".to_owned(),
                 };
                 (kind, start.elapsed())
             })
@@ -176,6 +177,14 @@ fn a_hundred_clients_at_once_get_served_or_told_busy() {
     let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!(reply_kind(&v), "busy", "{line}");
     assert!(extra.reply().is_none(), "closed after busy");
+    // The `hotfix` command's client, writing after the refusal closed the
+    // connection (EPIPE), still reports the busy reply, not a broken pipe.
+    let mut late = Client::connect_in(&ctl, pid as u32).expect("connect");
+    thread::sleep(Duration::from_millis(300));
+    let reply = late
+        .request(Command::Status, WAIT)
+        .expect("the busy reply, not a write error");
+    assert_eq!(reply.error.map(|e| e.kind), Some(ErrorKind::Busy));
     assert_eq!(
         server.connect().ask("SUM 3 1"),
         "2",

@@ -77,13 +77,22 @@ impl Client {
             )
         })?;
         line.push(b'\n');
-        super::socket::write_all(&self.stream, &line).map_err(|e| io("write to", e))?;
+        // A process that is busy answers before reading and closes: the write
+        // can then fail with EPIPE while its reply waits in our buffer. Read
+        // it before reporting the write.
+        let written = super::socket::write_all(&self.stream, &line);
         let mut reader = LineReader::new(&self.stream, MAX_REPLY);
         let bad = |reason: String| Error::ControlPeer {
             path: self.path.clone(),
             reason,
         };
-        let reply = match reader.next_line(timeout).map_err(|e| io("read from", e))? {
+        let next = reader.next_line(timeout);
+        let reply = match (written, next) {
+            (Ok(()), next) => next.map_err(|e| io("read from", e))?,
+            (Err(_), Ok(Line::Text(t))) => Line::Text(t),
+            (Err(e), _) => return Err(io("write to", e)),
+        };
+        let reply = match reply {
             Line::Text(t) => t,
             Line::TooLong => {
                 return Err(bad(format!("a reply longer than {MAX_REPLY} bytes")));
