@@ -90,7 +90,36 @@ impl BuildFingerprint {
         }),
         debug_assertions: cfg!(debug_assertions) as u8,
         target_features: RawStr::new(env!("HOTFIX_TARGET_FEATURES")),
-        hotfix_abi: RawStr::new(env!("CARGO_PKG_VERSION")),
+        hotfix_abi: RawStr::new(concat!(env!("CARGO_PKG_VERSION"), "/abi-2")),
+    };
+}
+
+/// What a build saw of one host crate: the host's own, or the one a patch was
+/// compiled against. The runtime refuses a patch whose view of a crate differs
+/// from the host's.
+#[repr(C)]
+pub struct CrateIdentity {
+    /// The crate's name (`fixture_host`).
+    pub name: &'static str,
+    /// How it was built, one `key=value` line each: version, edition, enabled
+    /// features, codegen options, every dependency's version.
+    pub build: &'static str,
+    /// Digest of `items` (32 hex digits), or `unavailable: <why>`.
+    pub source: &'static str,
+    /// One `name<TAB>digest` line per item of the crate's source (doc comments
+    /// and the bodies of `#[patchable]` functions left out), sorted by name.
+    pub items: &'static str,
+}
+
+impl CrateIdentity {
+    /// Stands in where no crate is known (a target that is no `#[patchable]`
+    /// function; its build fails anyway).
+    #[doc(hidden)]
+    pub const UNKNOWN: CrateIdentity = CrateIdentity {
+        name: "",
+        build: "",
+        source: "unavailable: unknown crate",
+        items: "",
     };
 }
 
@@ -111,6 +140,8 @@ pub struct FnMeta {
     pub sig_fp: u64,
     /// Fingerprint of the original body (tokens of signature and body).
     pub body_fp: u64,
+    /// The crate the function belongs to, as this build saw it.
+    pub krate: &'static CrateIdentity,
 }
 
 impl FnMeta {
@@ -122,6 +153,7 @@ impl FnMeta {
         signature: "",
         sig_fp: 0,
         body_fp: 0,
+        krate: &CrateIdentity::UNKNOWN,
     };
 }
 
@@ -177,6 +209,8 @@ pub struct SharedDesc {
     pub cell: *const AtomicPtr<()>,
     /// The storage this build owns.
     pub storage: *const (),
+    /// The crate the static belongs to, as this build saw it.
+    pub krate: &'static CrateIdentity,
 }
 
 // SAFETY: addresses of statics; the cell is atomic.

@@ -122,6 +122,38 @@ pub enum Error {
         host: String,
     },
 
+    /// The patch was compiled against another build of a host crate.
+    #[error(
+        "patch {patch} was built against another build of {krate}: its {} is `{}` in the patch's build and `{}` in the running host's; rebuild the patch with the host's features, profile and dependency versions (the host's Cargo.lock and cargo invocation)",
+        diff.key, diff.patch, diff.host
+    )]
+    CrateBuildDiffers {
+        patch: String,
+        krate: String,
+        diff: Box<BuildDifference>,
+    },
+
+    /// The patch was compiled against other source of a host crate.
+    #[error(
+        "patch {patch} was built against other source of {krate}: {what}; rebuild the patch against the source the host was built from"
+    )]
+    CrateSourceDiffers {
+        patch: String,
+        krate: String,
+        what: String,
+    },
+
+    /// A crate's identity could not be computed when it was compiled.
+    #[error(
+        "patch {patch} cannot be proven built against the host's {krate}: {side} identity of it is unknown ({why}); build host and patch with cargo from the crate's source"
+    )]
+    CrateIdentityUnknown {
+        patch: String,
+        krate: String,
+        side: &'static str,
+        why: String,
+    },
+
     /// `dlopen` failed.
     #[error("cannot load patch {path}: {reason}")]
     LoadFailed { path: PathBuf, reason: String },
@@ -313,3 +345,14 @@ pub struct LeftChanged {
 
 /// Result of hotfix-core operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One setting of a crate's build on which a patch and the host differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildDifference {
+    /// The setting: `features`, `codegen`, `version`, `dependency NAME`...
+    pub key: String,
+    /// Its value in the patch's build (`(absent)` when it has none).
+    pub patch: String,
+    /// Its value in the running host's build.
+    pub host: String,
+}

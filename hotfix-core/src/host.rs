@@ -1,7 +1,7 @@
 //! The host's side: its registered functions and statics, and what it lends to
 //! patches.
 
-use crate::abi::{FnDesc, HostApi, SharedDesc};
+use crate::abi::{CrateIdentity, FnDesc, HostApi, SharedDesc};
 use crate::alloc_bridge::host as alloc;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -13,6 +13,8 @@ pub(crate) struct HostIndex {
     /// Crates that own them: a patch's private copy of a static of these crates
     /// would be a silent fork of host state.
     pub crates: HashSet<String>,
+    /// Each crate's identity as the host was built, by crate name.
+    pub identities: HashMap<&'static str, &'static CrateIdentity>,
 }
 
 /// The index, built once from the linker-collected registrations.
@@ -21,8 +23,10 @@ pub(crate) fn index() -> &'static HostIndex {
     INDEX.get_or_init(|| {
         let mut fns = HashMap::new();
         let mut crates = HashSet::new();
+        let mut identities = HashMap::new();
         for d in crate::private::FNS.iter() {
             crates.insert(first_segment(d.meta.path));
+            identities.insert(d.meta.krate.name, d.meta.krate);
             if fns.insert(d.meta.path, d).is_some() {
                 tracing::warn!(
                     path = d.meta.path,
@@ -33,12 +37,14 @@ pub(crate) fn index() -> &'static HostIndex {
         let mut shared = HashMap::new();
         for d in crate::private::SHARED.iter() {
             crates.insert(first_segment(d.path));
+            identities.insert(d.krate.name, d.krate);
             shared.insert(d.path, d);
         }
         HostIndex {
             fns,
             shared,
             crates,
+            identities,
         }
     })
 }

@@ -207,7 +207,7 @@ pub mod __private {
 pub use abi::Shared;
 pub use code_error::CodeError;
 pub use digest::Digest;
-pub use error::{Error, LeftChanged, Result};
+pub use error::{BuildDifference, Error, LeftChanged, Result};
 pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, patchable, shared};
 pub use loader::{
     BuildInfo, DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId, PatchInfo, TargetInfo, inspect,

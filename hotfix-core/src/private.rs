@@ -2,8 +2,9 @@
 
 pub use crate::abi::PanicMsg;
 pub use crate::abi::{
-    BindReport, BuildFingerprint, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi, NotPatchable,
-    PatchEntry, REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared, SharedDesc,
+    BindReport, BuildFingerprint, CrateIdentity, FnDesc, FnMeta, ForeignEntry, HookResult, HostApi,
+    NotPatchable, PatchEntry, REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared,
+    SharedDesc,
 };
 pub use crate::alloc_bridge::HostAlloc;
 pub use crate::async_call::{AsyncCall, erase_local, erase_send};

@@ -154,6 +154,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             #orig #block
         }
     };
+    let krate = crate::identity::tokens();
     let companions = quote! {
         #originals
 
@@ -164,6 +165,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             signature: #sig_text,
             sig_fp: ::hotfix_core::__private::sig_fp(#sig_text, #layouts),
             body_fp: #body_fp,
+            krate: #krate,
         };
 
         #hidden

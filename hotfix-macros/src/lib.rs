@@ -12,6 +12,7 @@
 mod asyncfn;
 mod expand;
 mod foreign_attr;
+mod identity;
 mod impl_attr;
 mod library;
 mod lifetimes;

@@ -22,6 +22,7 @@ pub fn expand(item: ItemStatic) -> syn::Result<TokenStream> {
     } = item;
     let name = ident.to_string();
     let ty_text = crate::sig::normalize(&quote!(#ty).to_string());
+    let krate = crate::identity::tokens();
     Ok(quote! {
         #(#attrs)*
         #vis static #ident: ::hotfix_core::Shared<#ty> = {
@@ -38,6 +39,7 @@ pub fn expand(item: ItemStatic) -> syn::Result<TokenStream> {
                 ),
                 cell: &#ident as *const ::hotfix_core::Shared<#ty> as *const ::hotfix_core::__private::AtomicPtr<()>,
                 storage: &__HOTFIX_STORAGE as *const #ty as *const (),
+                krate: #krate,
             };
             ::hotfix_core::Shared::__new(&__HOTFIX_STORAGE, &__HOTFIX_SHARED_DESC)
         };

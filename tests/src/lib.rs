@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod elf_edit;
+pub mod host_copy;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -14,7 +14,10 @@
 //!    string (bounded, UTF-8), all through the file's relocations;
 //! 4. every replacement against the host (target exists, signature and body
 //!    fingerprints, no duplicates), the patch's copies of host functions and its
-//!    shared statics, its foreign symbols (each found in the process);
+//!    shared statics, then every host crate the patch was compiled against:
+//!    its build (version, features, codegen options, dependencies' versions)
+//!    and the digest of its source items ([`identity`]), then its foreign
+//!    symbols (each found in the process);
 //! 5. the libraries and search paths the patch makes the loader use
 //!    ([`needed`]).
 //!
@@ -35,6 +38,7 @@
 
 mod elf_scan;
 mod file_check;
+mod identity;
 mod image;
 mod inspect;
 mod needed;
@@ -214,6 +218,13 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
     let hosts = resolve_entries(&label, &parsed.entries)?;
     check_host_calls(&label, &parsed.host_fns)?;
     check_shared(&label, &parsed.shared)?;
+    let seen = parsed
+        .entries
+        .iter()
+        .map(|e| &e.meta.krate)
+        .chain(parsed.host_fns.iter().map(|m| &m.krate))
+        .chain(parsed.shared.iter().map(|s| &s.krate));
+    identity::check(&label, seen, &index.identities)?;
     let mut foreign_found = Vec::with_capacity(parsed.foreign.len());
     for f in &parsed.foreign {
         let found = crate::foreign::find_function(&f.symbol).map_err(|source| Error::Foreign {

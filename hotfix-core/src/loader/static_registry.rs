@@ -8,6 +8,7 @@
 //! into the patch's code. Nothing here forms a reference to patch data: it
 //! copies what it validated into owned values.
 
+use super::identity::{self, ParsedCrate};
 use super::image::Image;
 use super::inspect::BuildInfo;
 use crate::abi::{
@@ -32,6 +33,7 @@ pub(crate) struct ParsedMeta {
     pub signature: String,
     pub sig_fp: u64,
     pub body_fp: u64,
+    pub krate: ParsedCrate,
 }
 
 /// One replacement of a `#[patchable]` function.
@@ -53,6 +55,7 @@ pub(crate) struct ParsedShared {
     pub path: String,
     pub type_name: String,
     pub type_fp: u64,
+    pub krate: ParsedCrate,
 }
 
 /// A linker-collected slice: where it starts and how many items it has.
@@ -223,6 +226,7 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
         }
     }
     let p = str_ptr_first();
+    let crates = std::cell::RefCell::new(std::collections::HashMap::new());
     let meta_at = |vaddr: u64, what: &str| -> std::result::Result<ParsedMeta, String> {
         Image::at(vaddr, size_of::<FnMeta>() as u64, what)?;
         Image::check_aligned(vaddr, std::mem::align_of::<FnMeta>(), what)?;
@@ -237,6 +241,13 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
             )?,
             sig_fp: image.u64_at(vaddr + offset_of!(FnMeta, sig_fp) as u64, what)?,
             body_fp: image.u64_at(vaddr + offset_of!(FnMeta, body_fp) as u64, what)?,
+            krate: identity::read(
+                image,
+                &mut crates.borrow_mut(),
+                vaddr + offset_of!(FnMeta, krate) as u64,
+                p,
+                what,
+            )?,
         })
     };
     let meta_ptr = |vaddr: u64, what: &str| -> std::result::Result<ParsedMeta, String> {
@@ -333,10 +344,18 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
                 .ok_or_else(|| format!("{what}: null cell pointer"))?;
             Image::check_aligned(cell, std::mem::align_of::<usize>(), what)?;
             image.check_writable(cell, 8, what)?;
+            let krate = identity::read(
+                image,
+                &mut crates.borrow_mut(),
+                at + offset_of!(SharedDesc, krate) as u64,
+                p,
+                what,
+            )?;
             Ok::<_, String>(ParsedShared {
                 path,
                 type_name,
                 type_fp,
+                krate,
             })
         })();
         shared.push(one.map_err(corrupt)?);

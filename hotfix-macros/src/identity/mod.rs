@@ -1,0 +1,122 @@
+//! The identity of the crate being compiled, as a `&CrateIdentity` constant:
+//! how it was built (version, features, codegen options, dependencies'
+//! versions) and a digest of every item of its source except the bodies of
+//! `#[patchable]` functions. The host's copy and a patch's copy (compiled from
+//! the source the patch was built against) are compared by the runtime.
+
+mod deps;
+mod items;
+mod rustc_args;
+mod source;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What one crate compilation computed.
+#[derive(Clone)]
+struct Identity {
+    name: String,
+    build: String,
+    source: String,
+    items: String,
+}
+
+/// The `&'static CrateIdentity` of the crate being compiled.
+pub fn tokens() -> TokenStream {
+    let Identity {
+        name,
+        build,
+        source,
+        items,
+    } = current();
+    quote! {
+        &::hotfix_core::__private::CrateIdentity {
+            name: #name,
+            build: #build,
+            source: #source,
+            items: #items,
+        }
+    }
+}
+
+/// Computed once per compilation (every `#[patchable]` of a crate asks).
+fn current() -> Identity {
+    static CACHE: Mutex<Option<HashMap<String, Identity>>> = Mutex::new(None);
+    let args = rustc_args::current();
+    let name = std::env::var("CARGO_CRATE_NAME")
+        .or_else(|_| std::env::var("CARGO_PKG_NAME").map(|n| n.replace('-', "_")))
+        .unwrap_or_default();
+    let key = format!("{name}\0{:?}", args.root);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    map.entry(key)
+        .or_insert_with(|| compute(name, &args))
+        .clone()
+}
+
+fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
+    let mut build = String::new();
+    let mut line = |k: &str, v: &str| {
+        build.push_str(k);
+        build.push('=');
+        build.push_str(v);
+        build.push('\n');
+    };
+    line(
+        "version",
+        &std::env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+    );
+    line("edition", &args.edition);
+    line("features", &args.features.join(","));
+    line("codegen", &args.codegen.join(" "));
+    for (dep, artifact) in &args.externs {
+        line(&format!("dependency {dep}"), &deps::version(artifact));
+    }
+    let (source, items) = match root(args).and_then(|r| source::walk(&r, &name)) {
+        Ok(items) => {
+            let lines = items.lines();
+            let digest = items::hex(&sha2_digest(lines.as_bytes())[..16]);
+            (digest, lines)
+        }
+        Err(why) => (format!("unavailable: {why}"), String::new()),
+    };
+    Identity {
+        name,
+        build,
+        source,
+        items,
+    }
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// The crate's root file: the one the compiler was given, else `src/lib.rs`.
+fn root(args: &rustc_args::RustcArgs) -> Result<PathBuf, String> {
+    if let Some(r) = &args.root
+        && r.is_file()
+    {
+        return Ok(r.clone());
+    }
+    let dir = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "no crate root file".to_owned())?;
+    let lib = Path::new(&dir).join("src/lib.rs");
+    if lib.is_file() {
+        Ok(lib)
+    } else {
+        Err("no crate root file".into())
+    }
+}
+
+/// The text of `path` if it is at most `max` bytes of UTF-8.
+fn read_bounded(path: &Path, max: u64) -> Option<String> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    f.take(max + 1).read_to_string(&mut text).ok()?;
+    (text.len() as u64 <= max).then_some(text)
+}
