@@ -110,6 +110,7 @@ pub fn inspect(i: &PatchInfo) -> String {
     let _ = writeln!(out, "debug assertions {}", b.debug_assertions);
     let _ = writeln!(out, "target features  {}", b.target_features);
     let _ = writeln!(out, "hotfix ABI       {}", b.hotfix_abi);
+    let _ = writeln!(out, "bridged crates   {}", b.bridged_crates);
     let signer = match &i.signer {
         Some(key) => format!(
             "key {key} (per {}.sig; a host verifies it)",

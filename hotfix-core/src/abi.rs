@@ -76,6 +76,9 @@ pub struct BuildFingerprint {
     pub target_features: RawStr,
     /// Version of the hotfix ABI (the layout of everything in this module).
     pub hotfix_abi: RawStr,
+    /// Versions of the crates whose values the bridges pass between host and
+    /// patch (`tracing`, `tracing-core`, `log`), as hotfix-core was built.
+    pub bridged_crates: RawStr,
 }
 
 impl BuildFingerprint {
@@ -91,6 +94,11 @@ impl BuildFingerprint {
         debug_assertions: cfg!(debug_assertions) as u8,
         target_features: RawStr::new(env!("HOTFIX_TARGET_FEATURES")),
         hotfix_abi: RawStr::new(concat!(env!("CARGO_PKG_VERSION"), "/abi-2")),
+        bridged_crates: RawStr::new(hotfix_macros::__dependency_versions!(
+            tracing,
+            tracing_core,
+            log
+        )),
     };
 }
 
@@ -258,7 +266,49 @@ pub struct PanicMsg {
     pub hook_ran: bool,
 }
 
-/// What the host lends a patch: its allocator and its panic machinery.
+/// What the host lends a patch's `tracing`: the operations of the dispatcher
+/// the calling host thread uses (its scoped default, else the global one).
+/// Host and patch were built with the same `tracing-core` version (the build
+/// fingerprint's `bridged_crates`), so its values pass as they are.
+#[repr(C)]
+pub struct TracingHost {
+    /// Tells the host's dispatcher about a patch call site.
+    pub register_callsite: fn(&'static tracing_core::Metadata<'static>),
+    /// Whether the host's dispatcher wants this span or event.
+    pub enabled: fn(&tracing_core::Metadata<'_>) -> bool,
+    /// A new span.
+    pub new_span: fn(&tracing_core::span::Attributes<'_>) -> tracing_core::span::Id,
+    /// Values recorded on a span.
+    pub record: fn(&tracing_core::span::Id, &tracing_core::span::Record<'_>),
+    /// A span follows from another.
+    pub record_follows_from: fn(&tracing_core::span::Id, &tracing_core::span::Id),
+    /// An event.
+    pub event: fn(&tracing_core::Event<'_>),
+    /// A span is entered.
+    pub enter: fn(&tracing_core::span::Id),
+    /// A span is exited.
+    pub exit: fn(&tracing_core::span::Id),
+    /// A span handle is cloned.
+    pub clone_span: fn(&tracing_core::span::Id) -> tracing_core::span::Id,
+    /// A span handle is dropped; `true` when the span closed.
+    pub try_close: fn(tracing_core::span::Id) -> bool,
+    /// The host thread's current span.
+    pub current_span: fn() -> tracing_core::span::Current,
+}
+
+/// What the host lends a patch's `log`: its logger (same `log` version).
+#[repr(C)]
+pub struct LogHost {
+    /// Whether the host's logger wants a record of this level and target.
+    pub enabled: fn(&log::Metadata<'_>) -> bool,
+    /// Logs a record with the host's logger.
+    pub log: fn(&log::Record<'_>),
+    /// Flushes the host's logger.
+    pub flush: fn(),
+}
+
+/// What the host lends a patch: its allocator, its panic machinery, its
+/// tracing dispatcher and its logger.
 #[repr(C)]
 pub struct HostApi {
     /// Allocates with the host's global allocator.
@@ -271,6 +321,10 @@ pub struct HostApi {
     pub realloc: unsafe fn(*mut u8, std::alloc::Layout, usize) -> *mut u8,
     /// Raises a panic in the host's `std`.
     pub raise: fn(PanicMsg) -> !,
+    /// The host's tracing dispatcher.
+    pub tracing: &'static TracingHost,
+    /// The host's logger.
+    pub log: &'static LogHost,
 }
 
 /// What binding a patch to its host found.

@@ -2,7 +2,7 @@
 //! patches.
 
 use crate::abi::{CrateIdentity, FnDesc, HostApi, SharedDesc};
-use crate::alloc_bridge::host as alloc;
+use crate::bridge::alloc::host as alloc;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -59,5 +59,7 @@ pub(crate) static HOST_API: HostApi = HostApi {
     alloc_zeroed: alloc::alloc_zeroed,
     dealloc: alloc::dealloc,
     realloc: alloc::realloc,
-    raise: crate::panic_bridge::host_raise,
+    raise: crate::bridge::panic::host_raise,
+    tracing: &crate::bridge::tracing::HOST,
+    log: &crate::bridge::log::HOST,
 };

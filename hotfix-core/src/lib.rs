@@ -174,8 +174,8 @@
 //!   optimisation to them, and that is not detected.
 
 pub mod abi;
-mod alloc_bridge;
 mod async_call;
+mod bridge;
 mod code;
 pub mod control;
 mod digest;
@@ -184,7 +184,6 @@ mod fingerprint;
 mod foreign_patch;
 mod host;
 mod loader;
-mod panic_bridge;
 mod private;
 mod runtime;
 pub mod signing;
@@ -205,6 +204,7 @@ pub mod __private {
 }
 
 pub use abi::Shared;
+pub use bridge::panic::message_of as panic_message;
 pub use code_error::CodeError;
 pub use digest::Digest;
 pub use error::{BuildDifference, Error, LeftChanged, Result};
@@ -212,7 +212,6 @@ pub use hotfix_macros::{patch, patch_foreign, patch_foreign_c, patch_library, pa
 pub use loader::{
     BuildInfo, DEFAULT_MAX_PATCH_SIZE, LoadedPatch, PatchId, PatchInfo, TargetInfo, inspect,
 };
-pub use panic_bridge::message_of as panic_message;
 pub use runtime::{ApplyOptions, Runtime, Strategy};
 pub use status::{FunctionStatus, PatchStatus, Status};
 

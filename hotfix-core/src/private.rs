@@ -6,10 +6,10 @@ pub use crate::abi::{
     NotPatchable, PatchEntry, REGISTRY_FORMAT, REGISTRY_MAGIC, RawStr, RegistryV1, Shared,
     SharedDesc,
 };
-pub use crate::alloc_bridge::HostAlloc;
 pub use crate::async_call::{AsyncCall, erase_local, erase_send};
+pub use crate::bridge::alloc::HostAlloc;
+pub use crate::bridge::panic::{GuardedFuture, catching, cross_call, guard, guard_hook};
 pub use crate::fingerprint::{signature as sig_fp, type_layout as type_fp};
-pub use crate::panic_bridge::{GuardedFuture, catching, cross_call, guard, guard_hook};
 pub use linkme;
 pub use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -51,8 +51,10 @@ pub fn shared() -> &'static [SharedDesc] {
 
 /// Patch side: lends the host's allocator and panic machinery to this build.
 pub fn bind(api: &'static HostApi) -> BindReport {
-    let unbound_allocations = crate::alloc_bridge::bind(api);
-    crate::panic_bridge::bind_patch(api);
+    let unbound_allocations = crate::bridge::alloc::bind(api);
+    crate::bridge::panic::bind_patch(api);
+    crate::bridge::tracing::bind_patch(api);
+    crate::bridge::log::bind_patch(api);
     BindReport {
         unbound_allocations,
     }

@@ -154,3 +154,17 @@ pub fn patch_foreign_c(input: TokenStream) -> TokenStream {
     let decl = parse_macro_input!(input as foreign_attr::ForeignDecl);
     foreign_attr::expand_decl(decl).into()
 }
+
+/// The versions of the named dependencies of the crate being compiled, as one
+/// `name=version;...` string literal (hotfix-core's build fingerprint uses it
+/// for the crates whose types cross between host and patch).
+#[doc(hidden)]
+#[proc_macro]
+pub fn __dependency_versions(input: TokenStream) -> TokenStream {
+    let names = parse_macro_input!(
+        input with syn::punctuated::Punctuated::<syn::Ident, syn::Token![,]>::parse_terminated
+    );
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let text = identity::dependency_versions(&names);
+    quote::quote!(#text).into()
+}

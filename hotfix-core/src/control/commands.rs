@@ -50,7 +50,7 @@ pub(crate) fn respond(line: &[u8], peer: PeerCred) -> Reply {
             ErrorKind::Internal,
             format!(
                 "the command panicked: {}; the runtime is as the panic left it (ask for the status)",
-                crate::panic_bridge::message_of(&*payload)
+                crate::bridge::panic::message_of(&*payload)
             ),
         )
     })

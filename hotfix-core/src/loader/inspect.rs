@@ -58,6 +58,8 @@ pub struct BuildInfo {
     pub target_features: String,
     /// Version of hotfix's ABI.
     pub hotfix_abi: String,
+    /// Versions of the crates the bridges pass values of (tracing, log).
+    pub bridged_crates: String,
 }
 
 /// A replaced function.

@@ -164,6 +164,13 @@ pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, BuildI
             "build.target_features",
         )?,
         hotfix_abi: raw(offset_of!(BuildFingerprint, hotfix_abi), "build.hotfix_abi")?,
+        // Added in ABI 2: a patch of an older ABI has other bytes here, and is
+        // refused for its ABI version, compared first.
+        bridged_crates: raw(
+            offset_of!(BuildFingerprint, bridged_crates),
+            "build.bridged_crates",
+        )
+        .unwrap_or_else(|_| "(unreadable)".to_owned()),
     };
     Ok((reg, build))
 }
@@ -425,6 +432,7 @@ pub(crate) fn host_build() -> BuildInfo {
         debug_assertions: host.debug_assertions != 0,
         target_features: s(&host.target_features),
         hotfix_abi: s(&host.hotfix_abi),
+        bridged_crates: s(&host.bridged_crates),
     }
 }
 
@@ -432,7 +440,7 @@ pub(crate) fn host_build() -> BuildInfo {
 /// that differs is named.
 pub(crate) fn compare_build(path: &Path, patch: &BuildInfo) -> Result<()> {
     let host = host_build();
-    let fields: [(&'static str, String, String); 6] = [
+    let fields: [(&'static str, String, String); 7] = [
         ("compiler (rustc -vV)", patch.rustc.clone(), host.rustc),
         ("target", patch.target.clone(), host.target),
         ("panic strategy", patch.panic.clone(), host.panic),
@@ -450,6 +458,11 @@ pub(crate) fn compare_build(path: &Path, patch: &BuildInfo) -> Result<()> {
             "hotfix ABI version",
             patch.hotfix_abi.clone(),
             host.hotfix_abi,
+        ),
+        (
+            "versions of tracing and log (whose values the bridges pass)",
+            patch.bridged_crates.clone(),
+            host.bridged_crates,
         ),
     ];
     for (what, p, h) in fields {

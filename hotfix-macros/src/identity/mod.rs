@@ -43,6 +43,25 @@ pub fn tokens() -> TokenStream {
     }
 }
 
+/// `name=version` of each named dependency of the crate being compiled, in
+/// the order given, `;`-separated; a dependency not passed to the compiler is
+/// `name=absent`.
+pub fn dependency_versions(names: &[String]) -> String {
+    let args = rustc_args::current();
+    names
+        .iter()
+        .map(|n| {
+            let v = args
+                .externs
+                .iter()
+                .find(|(dep, _)| dep == n)
+                .map_or_else(|| "absent".to_owned(), |(_, a)| deps::version(a));
+            format!("{n}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// Computed once per compilation (every `#[patchable]` of a crate asks).
 fn current() -> Identity {
     static CACHE: Mutex<Option<HashMap<String, Identity>>> = Mutex::new(None);
