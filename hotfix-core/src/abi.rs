@@ -11,6 +11,7 @@
 //! is read only once the build fingerprints are equal.
 
 use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
 use std::sync::atomic::AtomicPtr;
 
 /// Version of the registry format this runtime reads.
@@ -76,8 +77,13 @@ pub struct BuildFingerprint {
     pub target_features: RawStr,
     /// Version of the hotfix ABI (the layout of everything in this module).
     pub hotfix_abi: RawStr,
+    /// Size and alignment of the types the bridges pass, hashed: they change
+    /// with those crates' features (tokio's `parking_lot`, say), which their
+    /// versions do not tell.
+    pub bridged_layouts: u64,
     /// Versions of the crates whose values the bridges pass between host and
-    /// patch (`tracing`, `tracing-core`, `log`), as hotfix-core was built.
+    /// patch (`tracing`, `tracing-core`, `log`, and `tokio` or `absent`), as
+    /// hotfix-core was built.
     pub bridged_crates: RawStr,
 }
 
@@ -94,10 +100,12 @@ impl BuildFingerprint {
         debug_assertions: cfg!(debug_assertions) as u8,
         target_features: RawStr::new(env!("HOTFIX_TARGET_FEATURES")),
         hotfix_abi: RawStr::new(concat!(env!("CARGO_PKG_VERSION"), "/abi-2")),
+        bridged_layouts: bridged_layouts(),
         bridged_crates: RawStr::new(hotfix_macros::__dependency_versions!(
             tracing,
             tracing_core,
-            log
+            log,
+            tokio
         )),
     };
 }
@@ -129,6 +137,37 @@ impl CrateIdentity {
         source: "unavailable: unknown crate",
         items: "",
     };
+}
+
+/// See [`BuildFingerprint::bridged_layouts`].
+const fn bridged_layouts() -> u64 {
+    let mut h = crate::fingerprint::hash_str("bridged layouts");
+    macro_rules! add {
+        ($($t:ty),* $(,)?) => {
+            $(h = crate::fingerprint::add_layout(h, size_of::<$t>(), align_of::<$t>());)*
+        };
+    }
+    add!(
+        tracing_core::Dispatch,
+        tracing_core::Metadata<'static>,
+        tracing_core::Event<'static>,
+        tracing_core::span::Attributes<'static>,
+        tracing_core::span::Current,
+        log::Record<'static>,
+        log::Metadata<'static>,
+    );
+    #[cfg(feature = "tokio")]
+    add!(
+        tokio::runtime::Handle,
+        tokio::runtime::Runtime,
+        tokio::sync::Notify,
+        tokio::sync::Mutex<()>,
+        tokio::sync::Semaphore,
+        tokio::net::TcpStream,
+        tokio::time::Sleep,
+        tokio::task::JoinHandle<()>,
+    );
+    h
 }
 
 /// Metadata of a `#[patchable]` function, as a constant the patch can name by path.
@@ -325,6 +364,9 @@ pub struct HostApi {
     pub tracing: &'static TracingHost,
     /// The host's logger.
     pub log: &'static LogHost,
+    /// The tokio runtime the calling host thread is in, if any.
+    #[cfg(feature = "tokio")]
+    pub tokio_handle: fn() -> Option<tokio::runtime::Handle>,
 }
 
 /// What binding a patch to its host found.

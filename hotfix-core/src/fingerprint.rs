@@ -36,6 +36,11 @@ pub const fn signature(text: &str, layouts: &[(usize, usize)]) -> u64 {
     h
 }
 
+/// Adds a type's size and alignment to `hash`.
+pub const fn add_layout(hash: u64, size: usize, align: usize) -> u64 {
+    mix_usize(mix_usize(hash, size), align)
+}
+
 /// Fingerprint of a type: its text, size and alignment.
 pub const fn type_layout(text: &str, size: usize, align: usize) -> u64 {
     mix_usize(mix_usize(hash_str(text), size), align)

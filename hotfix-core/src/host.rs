@@ -62,4 +62,6 @@ pub(crate) static HOST_API: HostApi = HostApi {
     raise: crate::bridge::panic::host_raise,
     tracing: &crate::bridge::tracing::HOST,
     log: &crate::bridge::log::HOST,
+    #[cfg(feature = "tokio")]
+    tokio_handle: crate::bridge::tokio::host_handle,
 };

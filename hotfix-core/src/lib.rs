@@ -3,8 +3,9 @@
 //! A host marks functions `#[patchable]`. A patch is a `cdylib` crate that names
 //! the functions it replaces by path. The runtime loads a patch, proves it
 //! compatible with the running host (same compiler, target and cfgs; same
-//! signatures, with the layout of every argument; built against the host's
-//! source; no private copies of host statics), then swaps every function of the
+//! signatures, with the layout of every argument; built against the host's own
+//! build and source of every host crate it was compiled against, see
+//! [`Error::CrateSourceDiffers`]; no private copies of host state), then swaps every function of the
 //! patch in one step, or nothing. Patches stack and revert in any order.
 //!
 //! # A complete example
@@ -114,6 +115,12 @@
 //! - **panics**: a panic in patch code, or in host code a patch calls, reaches the
 //!   host as its own panic (its `catch_unwind` and its panic hook work);
 //! - **allocator**: every allocation of the patch uses the host's global allocator;
+//! - **logging**: `tracing` spans and events of a patch go to the dispatcher
+//!   the calling host thread uses (its scoped default, else the global one),
+//!   inside the host's current span and filtered by the host's filter; `log`
+//!   records go to the host's logger under the host's maximum level. Host and
+//!   patch must use the same versions of `tracing`, `tracing-core` and `log`
+//!   (part of the build fingerprint);
 //! - **hooks**: `patch_library!(on_apply = f, on_revert = g)`; `f` may veto;
 //! - **the original**: inside a replacement, `original(args)` calls the version
 //!   that was live below it.

@@ -55,6 +55,8 @@ pub fn bind(api: &'static HostApi) -> BindReport {
     crate::bridge::panic::bind_patch(api);
     crate::bridge::tracing::bind_patch(api);
     crate::bridge::log::bind_patch(api);
+    #[cfg(feature = "tokio")]
+    crate::bridge::tokio::bind_patch(api);
     BindReport {
         unbound_allocations,
     }

@@ -63,7 +63,7 @@ fn raise_in_host(msg: PanicMsg) -> ! {
 /// Patch side: runs patch code; a panic in it is raised again in the host.
 #[inline]
 pub fn guard<R>(f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| super::in_host_context(f))) {
         Ok(v) => v,
         Err(payload) => {
             let hook_ran = !HOOK_PENDING.with(|p| p.replace(false));
@@ -79,7 +79,7 @@ pub fn guard<R>(f: impl FnOnce() -> R) -> R {
 
 /// Patch side: runs a hook of the patch, a panic becomes `Err`.
 pub fn guard_hook(f: fn() -> Result<(), String>) -> Result<(), String> {
-    match catch_unwind(f) {
+    match catch_unwind(|| super::in_host_context(f)) {
         Ok(r) => r,
         Err(payload) => {
             HOOK_PENDING.with(|p| p.set(false));
@@ -171,7 +171,7 @@ impl<F: std::future::Future> std::future::Future for GuardedFuture<F> {
         // moves it out, has no `Drop` impl, and is `Unpin` only when `F` is.
         let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
         if cfg!(panic = "abort") {
-            inner.poll(cx)
+            super::in_host_context(move || inner.poll(cx))
         } else {
             guard(move || inner.poll(cx))
         }

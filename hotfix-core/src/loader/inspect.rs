@@ -58,7 +58,9 @@ pub struct BuildInfo {
     pub target_features: String,
     /// Version of hotfix's ABI.
     pub hotfix_abi: String,
-    /// Versions of the crates the bridges pass values of (tracing, log).
+    /// Hash of the layouts of the types the bridges pass.
+    pub bridged_layouts: u64,
+    /// Versions of the crates the bridges pass values of (tracing, log, tokio).
     pub bridged_crates: String,
 }
 

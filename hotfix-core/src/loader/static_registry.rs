@@ -166,6 +166,12 @@ pub(crate) fn read_header(path: &Path, image: &Image<'_>) -> Result<(u64, BuildI
         hotfix_abi: raw(offset_of!(BuildFingerprint, hotfix_abi), "build.hotfix_abi")?,
         // Added in ABI 2: a patch of an older ABI has other bytes here, and is
         // refused for its ABI version, compared first.
+        bridged_layouts: image
+            .u64_at(
+                at + offset_of!(BuildFingerprint, bridged_layouts) as u64,
+                "build.bridged_layouts",
+            )
+            .unwrap_or_default(),
         bridged_crates: raw(
             offset_of!(BuildFingerprint, bridged_crates),
             "build.bridged_crates",
@@ -432,6 +438,7 @@ pub(crate) fn host_build() -> BuildInfo {
         debug_assertions: host.debug_assertions != 0,
         target_features: s(&host.target_features),
         hotfix_abi: s(&host.hotfix_abi),
+        bridged_layouts: host.bridged_layouts,
         bridged_crates: s(&host.bridged_crates),
     }
 }
@@ -440,7 +447,7 @@ pub(crate) fn host_build() -> BuildInfo {
 /// that differs is named.
 pub(crate) fn compare_build(path: &Path, patch: &BuildInfo) -> Result<()> {
     let host = host_build();
-    let fields: [(&'static str, String, String); 7] = [
+    let fields: [(&'static str, String, String); 8] = [
         ("compiler (rustc -vV)", patch.rustc.clone(), host.rustc),
         ("target", patch.target.clone(), host.target),
         ("panic strategy", patch.panic.clone(), host.panic),
@@ -460,9 +467,14 @@ pub(crate) fn compare_build(path: &Path, patch: &BuildInfo) -> Result<()> {
             host.hotfix_abi,
         ),
         (
-            "versions of tracing and log (whose values the bridges pass)",
+            "versions and sources of tracing, log and tokio (whose values the bridges pass)",
             patch.bridged_crates.clone(),
             host.bridged_crates,
+        ),
+        (
+            "layout of the types the bridges pass (tracing, log and tokio built with other features)",
+            format!("{:016x}", patch.bridged_layouts),
+            format!("{:016x}", host.bridged_layouts),
         ),
     ];
     for (what, p, h) in fields {

@@ -1,6 +1,9 @@
 //! The version of a dependency, from the file cargo handed the compiler: the
 //! dependency's dep-info (`name-HASH.d`, written beside `libname-HASH.rlib`)
-//! names its source files, and the `Cargo.toml` above them its version.
+//! names its source files, and the `Cargo.toml` above them its version. The
+//! set of its source files, relative to its package, tells most feature
+//! differences too (features compile modules in or out): it is hashed beside
+//! the version.
 
 use std::path::{Path, PathBuf};
 
@@ -25,33 +28,56 @@ fn try_version(artifact: &Path) -> Result<String, String> {
     let stem = stem.strip_prefix("lib").unwrap_or(stem);
     let dep_info = artifact.with_file_name(format!("{stem}.d"));
     let text = super::read_bounded(&dep_info, MAX_FILE).ok_or("no dep-info")?;
-    let source = first_source(&text).ok_or("an empty dep-info")?;
-    let mut dir = source.parent();
+    let sources = sources(&text);
+    let first = sources.first().ok_or("an empty dep-info")?;
+    let mut dir = first.parent();
     for _ in 0..MAX_UP {
         let Some(d) = dir else { break };
         let manifest = d.join("Cargo.toml");
         if let Some(text) = super::read_bounded(&manifest, MAX_FILE) {
-            return package_version(&text, d);
+            let version = package_version(&text, d)?;
+            let mut files: Vec<String> = sources
+                .iter()
+                .filter_map(|s| s.strip_prefix(d).ok())
+                .map(|s| s.display().to_string())
+                .collect();
+            files.sort();
+            files.dedup();
+            let digest = super::items::short_digest(files.join("\n").as_bytes());
+            return Ok(format!("{version} (sources {digest})"));
         }
         dir = d.parent();
     }
     Err("no Cargo.toml above its sources".into())
 }
 
-/// The first prerequisite of a make rule (`out: src1 src2`), unescaped.
-fn first_source(dep_info: &str) -> Option<PathBuf> {
-    let rule = dep_info.lines().find(|l| l.contains(": "))?;
-    let (_, deps) = rule.split_once(": ")?;
+/// The prerequisites of the first make rule (`out: src1 src2`), unescaped.
+fn sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some((_, deps)) = dep_info
+        .lines()
+        .find(|l| l.contains(": "))
+        .and_then(|rule| rule.split_once(": "))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
     let mut path = String::new();
-    let mut chars = deps.trim_start().chars();
+    let mut chars = deps.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => path.extend(chars.next()),
-            ' ' => break,
+            ' ' => {
+                if !path.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut path)));
+                }
+            }
             c => path.push(c),
         }
     }
-    (!path.is_empty()).then(|| PathBuf::from(path))
+    if !path.is_empty() {
+        out.push(PathBuf::from(path));
+    }
+    out
 }
 
 /// `[package] version` of a manifest; `version.workspace = true` is looked up
@@ -106,18 +132,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_first_source_of_a_rule() {
+    fn reads_the_sources_of_a_rule() {
         let d =
             "/t/libx-1.rlib: /r/x-1.0.3/src/lib.rs /r/x-1.0.3/src/a.rs\n\n/r/x-1.0.3/src/lib.rs:\n";
         assert_eq!(
-            first_source(d),
-            Some(PathBuf::from("/r/x-1.0.3/src/lib.rs"))
+            sources(d),
+            [
+                PathBuf::from("/r/x-1.0.3/src/lib.rs"),
+                PathBuf::from("/r/x-1.0.3/src/a.rs")
+            ]
         );
         let spaced = "/t/out.d: /my\\ dir/src/lib.rs /b.rs\n";
-        assert_eq!(
-            first_source(spaced),
-            Some(PathBuf::from("/my dir/src/lib.rs"))
-        );
+        assert_eq!(sources(spaced)[0], PathBuf::from("/my dir/src/lib.rs"));
     }
 
     #[test]
