@@ -237,17 +237,51 @@ pub enum Error {
         host: String,
     },
 
-    /// A private copy of a host static the patch would use instead of the host's.
+    /// The patch's code reaches its own copy of a host static: its writes
+    /// would not reach the host's.
     #[error(
-        "patch {patch} contains its own copy of host static `{symbol}`: its code would read and write that copy, not the host's; mark the static `#[hotfix_core::shared]` in the host"
+        "patch {patch} keeps a private copy of {symbol}, reached from {reached_from}: writes would not reach the host's; {advice}"
     )]
-    PrivateStatic { patch: String, symbol: String },
+    PrivateStatic {
+        patch: String,
+        symbol: String,
+        /// Which replacement or hook reaches it, and through which functions.
+        reached_from: String,
+        /// What to do, which depends on whose static it is.
+        advice: String,
+    },
 
-    /// A host thread-local the patch would see a fresh copy of.
+    /// The patch's code reaches its own copy of a host thread-local: it would
+    /// see a fresh value, not the host's.
     #[error(
-        "patch {patch} uses host thread-local `{symbol}`: a patch has its own thread-local storage and would see a fresh value, not the host's; move the state into a `#[hotfix_core::shared]` static (e.g. a Mutex<HashMap<ThreadId, _>>)"
+        "patch {patch} keeps a private copy of thread-local {symbol}, reached from {reached_from}: a patch has its own thread-local storage and would see a fresh value, not the host's; {advice}"
     )]
-    ThreadLocal { patch: String, symbol: String },
+    ThreadLocal {
+        patch: String,
+        symbol: String,
+        /// Which replacement or hook reaches it, and through which functions.
+        reached_from: String,
+        /// What to do, which depends on whose thread-local it is.
+        advice: String,
+    },
+
+    /// The patch's code reaches a static that may be a copy of host state,
+    /// and the host's executable cannot say.
+    #[error(
+        "patch {patch} reaches static {symbol} from {reached_from}, and hotfix cannot tell whether it is a copy of host state: {reason}; run a host built with its symbol table (no `strip`), or don't touch it from the patch"
+    )]
+    UndecidedStatic {
+        patch: String,
+        symbol: String,
+        reached_from: String,
+        reason: String,
+    },
+
+    /// What the patch's code reaches could not be decided from its file.
+    #[error(
+        "patch {patch}: hotfix cannot prove which statics its code reaches: {reason}; the patch is refused rather than loaded unproven"
+    )]
+    Unproven { patch: String, reason: String },
 
     /// The patch has no symbol table to check.
     #[error(

@@ -108,8 +108,10 @@
 //!
 //! A patch is written as if it were compiled into the host:
 //! - **state**: host statics marked `#[shared]` are the host's instances (one
-//!   extra load per access). A patch that would touch a private copy of an
-//!   unmarked host static, or a host `thread_local!`, is refused at load;
+//!   extra load per access). A patch whose replacements or hooks can reach
+//!   its own copy of any other host static or thread-local (of any crate,
+//!   dependencies and `std` included, except what the runtime bridges) is
+//!   refused at load;
 //! - **host functions**: a call to another `#[patchable]` host function reaches
 //!   the host's live version of it, including one a later patch installs;
 //! - **panics**: a panic in patch code, or in host code a patch calls, reaches the

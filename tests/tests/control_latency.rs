@@ -19,8 +19,13 @@ const STATUS: &str = r#"{"v":1,"cmd":"status"}"#;
 /// Generous for a loaded 2-core machine; the target is under 10 ms.
 const BOUND: Duration = Duration::from_millis(200);
 
+/// Where the `slow_apply` fixture's hook looks (a fixed directory: see the
+/// fixture).
 fn marker(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("hotfix-slow-apply-{}.{what}", std::process::id()))
+    PathBuf::from(format!(
+        "/tmp/hotfix-slow-apply-{}.{what}",
+        std::process::id()
+    ))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -533,13 +533,24 @@ fn non_shared_host_static_is_private_static() {
     let path = build_patch("plain_static");
     let err = refused(&path);
     match &err {
-        Error::PrivateStatic { patch, symbol } => {
-            assert!(patch.contains(&file_name(&path)), "{err}");
-            assert!(symbol.contains("fixture_host::PLAIN"), "{err}");
+        Error::PrivateStatic {
+            patch,
+            symbol,
+            reached_from,
+            ..
+        } => {
+            assert_eq!(patch, "plain_static 1.0.0", "{err}");
+            assert_eq!(symbol, "fixture_host::PLAIN", "{err}");
+            assert!(
+                reached_from.starts_with("its replacement of fixture_host::answer")
+                    && reached_from.contains("fixture_host::read_plain"),
+                "{err}"
+            );
         }
         _ => panic!("expected PrivateStatic, got {err:?}"),
     }
     assert_names(&err, "fixture_host::PLAIN");
+    assert_names(&err, "mark it #[shared] in the host");
     assert_eq!(fixture_host::read_plain(), 7);
 }
 
@@ -549,9 +560,18 @@ fn host_thread_local_is_thread_local() {
     let path = build_patch("thread_local");
     let err = refused(&path);
     match &err {
-        Error::ThreadLocal { patch, symbol } => {
-            assert!(patch.contains(&file_name(&path)), "{err}");
-            assert!(symbol.contains("fixture_host::TL"), "{err}");
+        Error::ThreadLocal {
+            patch,
+            symbol,
+            reached_from,
+            ..
+        } => {
+            assert_eq!(patch, "thread_local 1.0.0", "{err}");
+            assert_eq!(symbol, "fixture_host::TL", "{err}");
+            assert!(
+                reached_from.starts_with("its replacement of fixture_host::answer"),
+                "{err}"
+            );
         }
         _ => panic!("expected ThreadLocal, got {err:?}"),
     }

@@ -9,7 +9,9 @@
 //!   `check_jump_target`;
 //! * register use: `untouched_caller_saved` (what callers optimised with
 //!   inter-procedural register allocation may keep across a call) and
-//!   `is_plt_stub`.
+//!   `is_plt_stub`;
+//! * references: `code_refs` (what a function's code calls, jumps to and
+//!   refers to, as [`CodeRef`]s, for the walk over a patch's call graph).
 //!
 //! A new architecture adds `arch/<name>/` with those items and one `cfg` line here.
 
@@ -18,10 +20,51 @@ pub mod x86_64;
 
 #[cfg(target_arch = "x86_64")]
 pub use self::x86_64::{
-    ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, context_pc_sp,
-    is_plt_stub, plan_trampoline, redirect_entry, restore_entry, serialize_core, set_entries,
-    untouched_caller_saved,
+    ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, code_refs,
+    context_pc_sp, is_plt_stub, plan_trampoline, redirect_entry, restore_entry, serialize_core,
+    set_entries, untouched_caller_saved,
 };
+
+/// What one instruction of a function refers to (see `code_refs`). Addresses
+/// are those of the file the code was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeRef {
+    /// A direct call or jump to this address (inside the function or not).
+    Branch(u64),
+    /// Memory at this address: its address is taken, it is read or written, or
+    /// control goes through the pointer stored there (`call [rip+x]`).
+    Memory(u64),
+    /// The argument of a thread-local lookup: the TLS GOT entry at `got` is
+    /// passed to the call that follows. General dynamic (the entry names the
+    /// variable) or local dynamic (the entry names the module;
+    /// [`CodeRef::TlsOffset`]s follow).
+    TlsLookup {
+        /// The GOT entry.
+        got: u64,
+        /// Whether it is the general-dynamic sequence.
+        general: bool,
+    },
+    /// An offset applied to the block the last local-dynamic
+    /// [`CodeRef::TlsLookup`] returned: a thread-local at that offset of the
+    /// module's TLS block.
+    TlsOffset(i64),
+    /// The block the last local-dynamic [`CodeRef::TlsLookup`] returned
+    /// escapes where its uses cannot be followed: any thread-local of the
+    /// module may be accessed through it.
+    TlsUnresolved,
+}
+
+/// Why `code_refs` could not classify a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefsError {
+    /// The instruction budget ran out.
+    OverBudget,
+    /// The bytes at this address are no valid instruction.
+    Undecodable {
+        /// Where.
+        at: u64,
+    },
+}
 
 /// The state of a patchable entry stub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod symbols;
 pub use objects::{LoadedObject, gnu_build_id, loaded_objects};
 pub use stack::{ForeignPatchStack, PatchId, PendingPush, PendingRevert};
 pub use symbols::{ForeignSymbol, Fragment, find_function, find_functions};
+pub(crate) use symbols::{executable_statics, rust_path};
 
 use crate::arch::{self, FragmentImage, FunctionImage, TrampolinePlan};
 use crate::code_error::CodeError;

@@ -2,11 +2,12 @@
 //! `.dynsym`) of the executable and every loaded library, by mangled or
 //! demangled name, with its size, runtime address and original bytes from disk.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use object::read::elf::ElfFile64;
-use object::{Object, ObjectSegment, ObjectSymbol, ReadCache, elf};
+use object::{Object, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind, elf};
 
 use super::objects::{LoadedObject, loaded_objects};
 use crate::arch::Variadic;
@@ -120,6 +121,56 @@ fn demangle(raw: &str) -> Option<(String, Option<String>)> {
     rustc_demangle::try_demangle(raw)
         .ok()
         .map(|d| (format!("{d:#}"), None))
+}
+
+/// The path of a Rust symbol as its source names it: demangled, without the
+/// hash, without the compiler's own segments (`{{closure}}`, `{constant#0}`)
+/// and without the name `thread_local!` gives a variable's storage
+/// (`__RUST_STD_INTERNAL_VAL`). `None` if it is no Rust symbol.
+pub(crate) fn rust_path(raw: &str) -> Option<String> {
+    let full = format!("{:#}", rustc_demangle::try_demangle(raw).ok()?);
+    let segments: Vec<&str> = full
+        .split("::")
+        .filter(|s| !(s.starts_with('{') && s.ends_with('}')))
+        .collect();
+    let keep = match segments.split_last() {
+        Some((&"__RUST_STD_INTERNAL_VAL", rest)) if !rest.is_empty() => rest,
+        _ => &segments[..],
+    };
+    let mut path = keep.join("::");
+    // LLVM's suffixes (`HOST.0` for a static split in parts): no identifier
+    // holds a dot.
+    let last = path.rfind("::").map_or(0, |i| i + 2);
+    if let Some(dot) = path[last..].find('.') {
+        path.truncate(last + dot);
+    }
+    Some(path)
+}
+
+/// The paths ([`rust_path`]) of the statics and thread-locals that the symbol
+/// table of this process's executable names; `None` if it has no symbol table
+/// (stripped).
+pub(crate) fn executable_statics() -> Result<Option<HashSet<String>>, CodeError> {
+    let Some(exe) = loaded_objects().into_iter().find(|o| o.is_main) else {
+        return Err(elf_error(Path::new("/proc/self/exe"), "no main executable"));
+    };
+    let file = File::open(&exe.read_path).map_err(|e| elf_error(&exe.path, e))?;
+    let cache = ReadCache::new(file);
+    let elf =
+        ElfFile64::<object::Endianness, _>::parse(&cache).map_err(|e| elf_error(&exe.path, e))?;
+    if elf.symbol_table().is_none() {
+        return Ok(None);
+    }
+    let mut out = HashSet::new();
+    for sym in elf.symbols().chain(elf.dynamic_symbols()) {
+        if !matches!(sym.kind(), SymbolKind::Data | SymbolKind::Tls) || sym.is_undefined() {
+            continue;
+        }
+        if let Some(path) = sym.name().ok().and_then(rust_path) {
+            out.insert(path);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Legacy Rust symbols end in `17h<16 hex digits>E`.
@@ -320,5 +371,26 @@ mod tests {
             "getClassName"
         );
         assert!(is_rust_legacy("_ZN4core3fmt5write17h0123456789abcdefE"));
+    }
+
+    #[test]
+    fn rust_paths_leave_out_compiler_segments() {
+        assert_eq!(
+            rust_path("_ZN12fixture_host2TL29_$u7b$$u7b$constant$u7d$$u7d$28_$u7b$$u7b$closure$u7d$$u7d$23__RUST_STD_INTERNAL_VAL17h8887ff8c9a7fd76dE").as_deref(),
+            Some("fixture_host::TL")
+        );
+        assert_eq!(
+            rust_path("_RNvNCNKNvNtNtCsjrHSEGnQ3l9_3std9panicking11panic_count17LOCAL_PANIC_COUNT0s_023___RUST_STD_INTERNAL_VAL").as_deref(),
+            Some("std::panicking::panic_count::LOCAL_PANIC_COUNT")
+        );
+        assert_eq!(
+            rust_path("_ZN12fixture_host5PLAIN17h0123456789abcdefE").as_deref(),
+            Some("fixture_host::PLAIN")
+        );
+        assert_eq!(
+            rust_path("_ZN11hotfix_core12alloc_bridge4HOST17haf33f0964d898832E.0").as_deref(),
+            Some("hotfix_core::alloc_bridge::HOST")
+        );
+        assert_eq!(rust_path("memcpy"), None);
     }
 }

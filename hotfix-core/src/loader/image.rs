@@ -52,6 +52,22 @@ enum Reloc {
     External,
 }
 
+/// What a relocated word will hold, as the walk over the patch's code
+/// ([`super::reach`]) needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RelocTarget {
+    /// An address in the patch (`R_X86_64_RELATIVE`, or `R_X86_64_64`,
+    /// `GLOB_DAT`, `JUMP_SLOT` against a symbol it defines).
+    Address(u64),
+    /// The patch's own TLS module (`R_X86_64_DTPMOD64`).
+    TlsModule,
+    /// An offset in the patch's TLS block (`R_X86_64_DTPOFF64`,
+    /// `R_X86_64_TPOFF64`: the symbol's value plus the addend).
+    TlsOffset(u64),
+    /// Bound to another object by symbol lookup.
+    External,
+}
+
 /// What the live library must hold in one segment: from `start` to `end`,
 /// the `regions` (each `(vaddr, bytes)`, ascending, disjoint).
 pub(crate) struct ExpectedSpan {
@@ -80,6 +96,12 @@ pub(crate) struct Image<'a> {
     bytes: &'a [u8],
     segments: Vec<Segment>,
     relocs: BTreeMap<u64, Reloc>,
+    /// Every relocation's target, for the reachability walk.
+    targets: BTreeMap<u64, RelocTarget>,
+    /// `PT_GNU_RELRO`: read-only once relocated.
+    relro: Option<(u64, u64)>,
+    /// `PT_TLS`: the address and stored size of the TLS initialisation image.
+    tls: Option<(u64, u64)>,
     dynsyms: HashMap<String, u64>,
     /// The dynamic array: `(tag, value)` up to `DT_NULL`.
     dynamic: Vec<(i64, u64)>,
@@ -103,8 +125,19 @@ impl<'a> Image<'a> {
         let endian = elf.endian();
         let mut segments: Vec<Segment> = Vec::new();
         let mut dynamic_at = None;
+        let mut relro = None;
+        let mut tls = None;
         for ph in elf.elf_program_headers() {
             match ph.p_type(endian) {
+                elf::PT_GNU_RELRO => {
+                    let start = ph.p_vaddr(endian);
+                    relro = Some((start, start.saturating_add(ph.p_memsz(endian))));
+                    continue;
+                }
+                elf::PT_TLS => {
+                    tls = Some((ph.p_vaddr(endian), ph.p_filesz(endian)));
+                    continue;
+                }
                 elf::PT_DYNAMIC => {
                     if dynamic_at.is_some() {
                         return Err("two dynamic segments".into());
@@ -160,6 +193,9 @@ impl<'a> Image<'a> {
             bytes,
             segments,
             relocs: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            relro,
+            tls,
             dynsyms: HashMap::new(),
             dynamic: Vec::new(),
             read: RefCell::new(Vec::new()),
@@ -280,20 +316,33 @@ impl<'a> Image<'a> {
                 let addend = le64(raw, i * 24 + 16);
                 let r_type = (info & 0xffff_ffff) as u32;
                 let sym = info >> 32;
-                let value = match r_type {
+                let (value, target) = match r_type {
                     elf::R_X86_64_NONE => continue,
-                    elf::R_X86_64_RELATIVE => Reloc::Relative(addend),
+                    elf::R_X86_64_RELATIVE => {
+                        (Reloc::Relative(addend), RelocTarget::Address(addend))
+                    }
                     elf::R_X86_64_64 => match self.symbol_value(symtab, sym)? {
-                        Some(v) => Reloc::Relative(v.wrapping_add(addend)),
-                        None => Reloc::External,
+                        Some(v) => {
+                            let at = v.wrapping_add(addend);
+                            (Reloc::Relative(at), RelocTarget::Address(at))
+                        }
+                        None => (Reloc::External, RelocTarget::External),
                     },
                     elf::R_X86_64_GLOB_DAT
                     | elf::R_X86_64_JUMP_SLOT
                     | elf::R_X86_64_DTPMOD64
                     | elf::R_X86_64_DTPOFF64
                     | elf::R_X86_64_TPOFF64 => {
-                        self.symbol_value(symtab, sym)?;
-                        Reloc::External
+                        let defined = self.symbol_value(symtab, sym)?;
+                        let target = match (r_type, defined) {
+                            (_, None) => RelocTarget::External,
+                            (elf::R_X86_64_DTPMOD64, Some(_)) => RelocTarget::TlsModule,
+                            (elf::R_X86_64_DTPOFF64 | elf::R_X86_64_TPOFF64, Some(v)) => {
+                                RelocTarget::TlsOffset(v.wrapping_add(addend))
+                            }
+                            (_, Some(v)) => RelocTarget::Address(v.wrapping_add(addend)),
+                        };
+                        (Reloc::External, target)
                     }
                     elf::R_X86_64_IRELATIVE => {
                         return Err(format!(
@@ -315,6 +364,7 @@ impl<'a> Image<'a> {
                     }
                 }
                 self.relocs.insert(offset, value);
+                self.targets.insert(offset, target);
             }
         }
         Ok(())
@@ -341,6 +391,57 @@ impl<'a> Image<'a> {
             ));
         }
         Ok((shndx != elf::SHN_UNDEF).then(|| le64(sym, 8)))
+    }
+
+    /// What the relocation at `vaddr` will write there, if there is one.
+    pub(crate) fn reloc_target(&self, vaddr: u64) -> Option<RelocTarget> {
+        self.targets.get(&vaddr).copied()
+    }
+
+    /// The relocations in `[start, end)`, by address.
+    pub(crate) fn reloc_targets(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, RelocTarget)> + '_ {
+        self.targets
+            .range(start..end.max(start))
+            .map(|(a, t)| (*a, *t))
+    }
+
+    /// Whether `vaddr` is code: in an executable segment's file bytes.
+    pub(crate) fn is_code(&self, vaddr: u64) -> bool {
+        self.segment_of(vaddr, 1)
+            .is_some_and(|s| s.exec && vaddr - s.vaddr < s.filesz)
+    }
+
+    /// Whether `vaddr` stays writable once loaded: in a writable segment and
+    /// outside `PT_GNU_RELRO` (which the loader makes read-only after
+    /// relocating).
+    pub(crate) fn is_mutable(&self, vaddr: u64) -> bool {
+        let in_relro = self.relro.is_some_and(|(a, b)| a <= vaddr && vaddr < b);
+        !in_relro && self.segment_of(vaddr, 1).is_some_and(|s| s.write)
+    }
+
+    /// The address and stored size of the TLS initialisation image
+    /// (`PT_TLS`), if any. Past its stored bytes the block is zeroed, and the
+    /// addresses belong to other sections.
+    pub(crate) fn tls_image(&self) -> Option<(u64, u64)> {
+        self.tls
+    }
+
+    /// The word stored at `vaddr` in the file, if it is stored there; not
+    /// recorded for the comparison after loading.
+    pub(crate) fn stored_word(&self, vaddr: u64) -> Option<u64> {
+        self.loader_bytes(vaddr, 8, "a word")
+            .ok()
+            .map(|b| le64(b, 0))
+    }
+
+    /// The bytes of `[vaddr, vaddr+len)` as stored in the file, for decoding;
+    /// not recorded for the comparison after loading.
+    pub(crate) fn code_bytes(&self, vaddr: u64, len: u64) -> Option<&'a [u8]> {
+        self.loader_bytes(vaddr, len, "code").ok()
     }
 
     /// The address of a symbol this file defines and exports.

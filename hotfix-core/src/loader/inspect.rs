@@ -128,7 +128,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
         .collect();
     info.foreign = reg.foreign.into_iter().map(|f| f.symbol).collect();
     info.shared = reg.shared.into_iter().map(|s| s.path).collect();
-    info.apply_hook = reg.on_apply;
-    info.revert_hook = reg.on_revert;
+    info.apply_hook = reg.on_apply.is_some();
+    info.revert_hook = reg.on_revert.is_some();
     Ok(info)
 }

@@ -5,19 +5,21 @@
 //!    root, writable by its owner only (and its directory), at most the size
 //!    limit, read with that bound; its SHA-256 is its identity
 //!    ([`file_check`]);
-//! 2. its ELF: complete, x86-64, a registry of our format, no private copies of
-//!    host statics or thread-locals;
+//! 2. its ELF: complete, x86-64, a registry of our format;
 //! 3. the registry, parsed from the file ([`static_registry`]): magic, format,
 //!    size, build fingerprint (compiler, target, panic strategy,
-//!    `debug_assertions`, target features, hotfix ABI) first; then name,
+//!    `debug_assertions`, target features, hotfix ABI, the versions, sources
+//!    and layouts of the crates the bridges pass values of) first; then name,
 //!    version, every list, every function pointer (into the patch's code), every
 //!    string (bounded, UTF-8), all through the file's relocations;
 //! 4. every replacement against the host (target exists, signature and body
 //!    fingerprints, no duplicates), the patch's copies of host functions and its
 //!    shared statics, then every host crate the patch was compiled against:
 //!    its build (version, features, codegen options, dependencies' versions)
-//!    and the digest of its source items ([`identity`]), then its foreign
-//!    symbols (each found in the process);
+//!    and the digest of its source items ([`identity`]); then no private
+//!    state: no code reachable from a replacement or hook uses the patch's own
+//!    copy of a host static or thread-local ([`private_state`]); then its
+//!    foreign symbols (each found in the process);
 //! 5. the libraries and search paths the patch makes the loader use
 //!    ([`needed`]).
 //!
@@ -42,6 +44,9 @@ mod identity;
 mod image;
 mod inspect;
 mod needed;
+mod patch_symbols;
+mod private_state;
+mod reach;
 mod registry;
 mod static_registry;
 
@@ -179,25 +184,6 @@ pub(crate) fn check(path: &Path, max_size: u64) -> Result<file_check::CheckedFil
 pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>, LoadError> {
     let src = &checked.source;
     let file = elf_scan::inspect(src, &checked.bytes)?;
-    let index = host::index();
-    // The patch's own name is not known yet: name it by file here.
-    let file_name = src.display().to_string();
-    let shared = index.shared.keys().copied().collect();
-    if let Some(copy) = elf_scan::private_copies(src, &file, &index.crates, &shared)?
-        .into_iter()
-        .next()
-    {
-        return Err(LoadError::from(match copy {
-            elf_scan::PrivateCopy::Static(symbol) => Error::PrivateStatic {
-                patch: file_name,
-                symbol,
-            },
-            elf_scan::PrivateCopy::ThreadLocal(symbol) => Error::ThreadLocal {
-                patch: file_name,
-                symbol,
-            },
-        }));
-    }
     let object::File::Elf64(elf) = &file else {
         return Err(Error::NotSharedObject {
             path: src.clone(),
@@ -215,6 +201,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
     if parsed.entries.is_empty() && parsed.foreign.is_empty() {
         return Err(Error::EmptyPatch { patch: label }.into());
     }
+    let index = host::index();
     let hosts = resolve_entries(&label, &parsed.entries)?;
     check_host_calls(&label, &parsed.host_fns)?;
     check_shared(&label, &parsed.shared)?;
@@ -225,6 +212,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
         .chain(parsed.host_fns.iter().map(|m| &m.krate))
         .chain(parsed.shared.iter().map(|s| &s.krate));
     identity::check(&label, seen, &index.identities)?;
+    private_state::check(src, &label, &file, &image, &parsed, index)?;
     let mut foreign_found = Vec::with_capacity(parsed.foreign.len());
     for f in &parsed.foreign {
         let found = crate::foreign::find_function(&f.symbol).map_err(|source| Error::Foreign {

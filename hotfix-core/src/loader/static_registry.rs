@@ -41,12 +41,16 @@ pub(crate) struct ParsedMeta {
 pub(crate) struct ParsedEntry {
     pub meta: ParsedMeta,
     pub location: String,
+    /// The replacement's address in the file.
+    pub replacement: u64,
 }
 
 /// One replacement of a foreign function.
 #[derive(Clone, Debug)]
 pub(crate) struct ParsedForeign {
     pub symbol: String,
+    /// The replacement's address in the file.
+    pub replacement: u64,
 }
 
 /// One private copy of a host `#[shared]` static.
@@ -78,10 +82,10 @@ pub(crate) struct ParsedRegistry {
     pub shared: Vec<ParsedShared>,
     /// The slices of entries, foreign entries, host functions and shared statics.
     pub slices: [Slice; 4],
-    /// Whether it has an `on_apply` hook.
-    pub on_apply: bool,
-    /// Whether it has an `on_revert` hook.
-    pub on_revert: bool,
+    /// The address in the file of its `on_apply` hook, if it has one.
+    pub on_apply: Option<u64>,
+    /// The address in the file of its `on_revert` hook, if it has one.
+    pub on_revert: Option<u64>,
 }
 
 /// Whether `&str` is laid out as (pointer, length) by the compiler that built
@@ -225,7 +229,7 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
     ] {
         image.code_ptr_at(field(off), what).map_err(corrupt)?;
     }
-    let mut hooks = [false; 2];
+    let mut hooks = [None; 2];
     for (i, (off, what)) in [
         (offset_of!(RegistryV1, on_apply), "registry.on_apply"),
         (offset_of!(RegistryV1, on_revert), "registry.on_revert"),
@@ -235,7 +239,7 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
     {
         if let Some(target) = image.ptr_at(field(off), what).map_err(corrupt)? {
             image.check_code(target, what).map_err(corrupt)?;
-            hooks[i] = true;
+            hooks[i] = Some(target);
         }
     }
     let p = str_ptr_first();
@@ -277,14 +281,19 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
         let one = (|| {
             image.bytes(at, size_of::<PatchEntry>() as u64, what)?;
             let meta = meta_ptr(at + offset_of!(PatchEntry, meta) as u64, what)?;
-            image.code_ptr_at(at + offset_of!(PatchEntry, replacement) as u64, what)?;
+            let replacement =
+                image.code_ptr_at(at + offset_of!(PatchEntry, replacement) as u64, what)?;
             let location = image.str_at(
                 at + offset_of!(PatchEntry, location) as u64,
                 p,
                 MAX_PATH,
                 what,
             )?;
-            Ok::<_, String>(ParsedEntry { meta, location })
+            Ok::<_, String>(ParsedEntry {
+                meta,
+                location,
+                replacement,
+            })
         })();
         entries.push(one.map_err(corrupt)?);
     }
@@ -302,14 +311,18 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
                 MAX_TEXT,
                 what,
             )?;
-            image.code_ptr_at(at + offset_of!(ForeignEntry, replacement) as u64, what)?;
+            let replacement =
+                image.code_ptr_at(at + offset_of!(ForeignEntry, replacement) as u64, what)?;
             image.str_at(
                 at + offset_of!(ForeignEntry, location) as u64,
                 p,
                 MAX_PATH,
                 what,
             )?;
-            Ok::<_, String>(ParsedForeign { symbol })
+            Ok::<_, String>(ParsedForeign {
+                symbol,
+                replacement,
+            })
         })();
         foreign.push(one.map_err(corrupt)?);
     }

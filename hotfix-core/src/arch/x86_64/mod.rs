@@ -1,17 +1,19 @@
-//! x86-64 machine code: jump encodings, entry stubs, whole-function decoding and
-//! trampoline windows.
+//! x86-64 machine code: jump encodings, entry stubs, whole-function decoding,
+//! trampoline windows and what a function's code refers to.
 
 pub mod clobbers;
 pub mod cpu;
 pub mod decode;
 pub mod encode;
 pub mod entry;
+pub mod refs;
 pub mod window;
 
 pub use clobbers::{is_plt_stub, untouched_caller_saved};
 pub use cpu::{context_pc_sp, serialize_core};
 pub use encode::ScratchRegister;
 pub use entry::{check_entry, redirect_entry, restore_entry, set_entries};
+pub use refs::code_refs;
 pub use window::{TrampolinePlan, plan_trampoline};
 
 use crate::code_error::CodeError;
