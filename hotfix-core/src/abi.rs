@@ -409,6 +409,9 @@ pub struct RegistryV1 {
     pub on_apply: Option<fn() -> HookResult>,
     /// Runs the patch's revert hook (panics already turned into `Err`).
     pub on_revert: Option<fn() -> HookResult>,
+    /// The source items of every local crate the patch was compiled against,
+    /// as it saw them (`build` left empty: the functions' identities carry it).
+    pub crates: &'static [CrateIdentity],
 }
 
 // SAFETY: the registry is immutable static data and code addresses.

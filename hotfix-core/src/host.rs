@@ -26,7 +26,7 @@ pub(crate) fn index() -> &'static HostIndex {
         let mut identities = HashMap::new();
         for d in crate::private::FNS.iter() {
             crates.insert(first_segment(d.meta.path));
-            identities.insert(d.meta.krate.name, d.meta.krate);
+            keep_listed(&mut identities, d.meta.krate);
             if fns.insert(d.meta.path, d).is_some() {
                 tracing::warn!(
                     path = d.meta.path,
@@ -37,7 +37,7 @@ pub(crate) fn index() -> &'static HostIndex {
         let mut shared = HashMap::new();
         for d in crate::private::SHARED.iter() {
             crates.insert(first_segment(d.path));
-            identities.insert(d.krate.name, d.krate);
+            keep_listed(&mut identities, d.krate);
             shared.insert(d.path, d);
         }
         HostIndex {
@@ -47,6 +47,18 @@ pub(crate) fn index() -> &'static HostIndex {
             identities,
         }
     })
+}
+
+/// Records a crate's identity, keeping the one that lists the items (only one
+/// function of each crate carries the list).
+fn keep_listed(
+    identities: &mut HashMap<&'static str, &'static CrateIdentity>,
+    id: &'static CrateIdentity,
+) {
+    let slot = identities.entry(id.name).or_insert(id);
+    if slot.items.is_empty() {
+        *slot = id;
+    }
 }
 
 fn first_segment(path: &str) -> String {

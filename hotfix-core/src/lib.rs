@@ -117,6 +117,11 @@
 //! - **panics**: a panic in patch code, or in host code a patch calls, reaches the
 //!   host as its own panic (its `catch_unwind` and its panic hook work);
 //! - **allocator**: every allocation of the patch uses the host's global allocator;
+//! - **tokio** (feature `tokio`): patch code runs with the host thread's
+//!   runtime entered into the patch's tokio: timers, sockets and `spawn` work
+//!   on the host's runtime. Tasks the patch spawns take task ids from the
+//!   patch's own counter, and `std::thread::current()` in patch code has a
+//!   `ThreadId` of the patch's own numbering;
 //! - **logging**: `tracing` spans and events of a patch go to the dispatcher
 //!   the calling host thread uses (its scoped default, else the global one),
 //!   inside the host's current span and filtered by the host's filter; `log`

@@ -67,6 +67,7 @@ pub fn expand(args: LibraryArgs) -> TokenStream {
         .unwrap_or_else(|| quote!(::core::env!("CARGO_PKG_VERSION")));
     let (apply, apply_fn) = hook(args.on_apply, "__hotfix_on_apply");
     let (revert, revert_fn) = hook(args.on_revert, "__hotfix_on_revert");
+    let crates = crate::identity::dependency_tokens();
     quote! {
         /// Every allocation of the patch goes through the host's allocator.
         #[global_allocator]
@@ -91,6 +92,7 @@ pub fn expand(args: LibraryArgs) -> TokenStream {
             bind: ::hotfix_core::__private::bind,
             on_apply: #apply,
             on_revert: #revert,
+            crates: #crates,
         };
     }
 }

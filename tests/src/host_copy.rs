@@ -69,7 +69,12 @@ pub fn build_against_copy(
     let core = root().join("hotfix-core");
     let manifest = ws.join(&host_dir).join("Cargo.toml");
     let text = fs::read_to_string(&manifest).expect("read the host manifest");
-    let text = text.replace("../../../hotfix-core", &core.display().to_string());
+    let text = text
+        .replace("../../../hotfix-core", &core.display().to_string())
+        .replace(
+            "\"../dep\"",
+            &format!("\"{}\"", fixtures.join("dep").display()),
+        );
     fs::write(&manifest, text).expect("write the host manifest");
     for e in edits {
         let path = ws.join(&host_dir).join(e.file);

@@ -585,6 +585,10 @@ impl<'a> Image<'a> {
             ));
         }
         self.strings.set(total);
+        if len == 0 {
+            // An empty string's pointer is dangling (rustc stores 1): never read.
+            return Ok(String::new());
+        }
         let Some(ptr) = self.ptr_at(p, what)? else {
             return if len == 0 {
                 Ok(String::new())

@@ -211,7 +211,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
         .map(|e| &e.meta.krate)
         .chain(parsed.host_fns.iter().map(|m| &m.krate))
         .chain(parsed.shared.iter().map(|s| &s.krate));
-    identity::check(&label, seen, &index.identities)?;
+    identity::check(&label, seen, &parsed.crates, &index.identities)?;
     private_state::check(src, &label, &file, &image, &parsed, index)?;
     let mut foreign_found = Vec::with_capacity(parsed.foreign.len());
     for f in &parsed.foreign {

@@ -86,6 +86,8 @@ pub(crate) struct ParsedRegistry {
     pub on_apply: Option<u64>,
     /// The address in the file of its `on_revert` hook, if it has one.
     pub on_revert: Option<u64>,
+    /// The patch's view of the local crates it was compiled against.
+    pub crates: Vec<ParsedCrate>,
 }
 
 /// Whether `&str` is laid out as (pointer, length) by the compiler that built
@@ -387,7 +389,15 @@ pub(crate) fn parse(path: &Path, image: &Image<'_>) -> Result<ParsedRegistry> {
         shared.push(one.map_err(corrupt)?);
     }
 
+    let crates = identity::read_list(
+        image,
+        field(offset_of!(RegistryV1, crates)),
+        p,
+        "registry.crates",
+    )
+    .map_err(corrupt)?;
     Ok(ParsedRegistry {
+        crates,
         vaddr: reg,
         name,
         version,

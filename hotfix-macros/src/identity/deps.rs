@@ -51,6 +51,18 @@ fn try_version(artifact: &Path) -> Result<String, String> {
     Err("no Cargo.toml above its sources".into())
 }
 
+/// The root source file of the crate that built `artifact`, when its sources
+/// are local (not in cargo's registry or git checkouts).
+pub fn local_root(artifact: &Path) -> Option<PathBuf> {
+    let stem = artifact.file_stem()?.to_str()?;
+    let stem = stem.strip_prefix("lib").unwrap_or(stem);
+    let text = super::read_bounded(&artifact.with_file_name(format!("{stem}.d")), MAX_FILE)?;
+    let root = sources(&text).into_iter().next()?;
+    let shown = root.display().to_string();
+    let remote = shown.contains("/registry/src/") || shown.contains("/git/checkouts/");
+    (!remote && root.extension().is_some_and(|e| e == "rs")).then_some(root)
+}
+
 /// The prerequisites of the first make rule (`out: src1 src2`), unescaped.
 fn sources(dep_info: &str) -> Vec<PathBuf> {
     let Some((_, deps)) = dep_info

@@ -25,14 +25,21 @@ struct Identity {
     items: String,
 }
 
-/// The `&'static CrateIdentity` of the crate being compiled.
+/// The `&'static CrateIdentity` of the crate being compiled. Only the first
+/// one of a compilation lists the items (the list grows with the crate; the
+/// runtime takes it from any one function of the crate, and a patch carries
+/// its own view of it in its registry, see [`dependency_tokens`]).
 pub fn tokens() -> TokenStream {
-    let Identity {
-        name,
-        build,
-        source,
-        items,
-    } = current();
+    let (
+        Identity {
+            name,
+            build,
+            source,
+            items,
+        },
+        first,
+    ) = current();
+    let items = if first { items } else { String::new() };
     quote! {
         &::hotfix_core::__private::CrateIdentity {
             name: #name,
@@ -62,8 +69,9 @@ pub fn dependency_versions(names: &[String]) -> String {
         .join(";")
 }
 
-/// Computed once per compilation (every `#[patchable]` of a crate asks).
-fn current() -> Identity {
+/// Computed once per compilation (every `#[patchable]` of a crate asks);
+/// `true` the first time.
+fn current() -> (Identity, bool) {
     static CACHE: Mutex<Option<HashMap<String, Identity>>> = Mutex::new(None);
     let args = rustc_args::current();
     let name = std::env::var("CARGO_CRATE_NAME")
@@ -72,9 +80,43 @@ fn current() -> Identity {
     let key = format!("{name}\0{:?}", args.root);
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let map = cache.get_or_insert_with(HashMap::new);
-    map.entry(key)
-        .or_insert_with(|| compute(name, &args))
-        .clone()
+    if let Some(known) = map.get(&key) {
+        return (known.clone(), false);
+    }
+    let computed = compute(name, &args);
+    map.insert(key, computed.clone());
+    (computed, true)
+}
+
+/// `CrateIdentity` values (items listed) of every dependency of the crate
+/// being compiled whose source is local (a path dependency, where host crates
+/// live; not the registry's or git's): what a patch saw of the host crates it
+/// was compiled against, so a refusal can name the item that differs.
+pub fn dependency_tokens() -> TokenStream {
+    let args = rustc_args::current();
+    let mut out = Vec::new();
+    for (dep, artifact) in &args.externs {
+        if dep == "hotfix_core" || dep == "hotfix_macros" {
+            continue;
+        }
+        let Some(root) = deps::local_root(artifact) else {
+            continue;
+        };
+        let Ok(items) = source::walk(&root, dep) else {
+            continue;
+        };
+        let lines = items.lines();
+        let source = items::hex(&sha2_digest(lines.as_bytes())[..16]);
+        out.push(quote! {
+            ::hotfix_core::__private::CrateIdentity {
+                name: #dep,
+                build: "",
+                source: #source,
+                items: #lines,
+            }
+        });
+    }
+    quote!(&[#(#out),*])
 }
 
 fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
