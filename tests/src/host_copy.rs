@@ -3,11 +3,9 @@
 //! workspace of its own (the host copy and the patch), the fixtures'
 //! Cargo.lock, and the fixtures' target directory (dependencies are reused).
 
-use crate::{FileLock, fixtures_target, root};
+use crate::{cargo_build, fixtures_target, publish, root};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// One edit of the host copy: in `file` (relative to the host crate), replace
 /// `from` (which must occur) with `to`.
@@ -31,6 +29,13 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(entry.path(), &dest).expect("copy a fixture file");
         }
     }
+}
+
+/// Replaces the first `from` in the file at `path` (which must contain it).
+fn replace_once(path: &Path, from: &str, to: &str) {
+    let text = fs::read_to_string(path).expect("read a copied file");
+    assert!(text.contains(from), "{} has no `{from}`", path.display());
+    fs::write(path, text.replacen(from, to, 1)).expect("write a copied file");
 }
 
 /// Builds fixture patch `patch` against a copy of the host with `edits`
@@ -57,30 +62,25 @@ pub fn build_against_copy(
     // Each variant's patch has a name of its own, so no build's library
     // overwrites another's in the shared target directory.
     let package = format!("{patch}_{}", variant.replace('-', "_"));
-    let patch_manifest = ws.join("patch/Cargo.toml");
-    let text = fs::read_to_string(&patch_manifest).expect("read the patch manifest");
-    let named = format!("name = \"{patch}\"");
-    assert!(text.contains(&named), "the patch manifest has no `{named}`");
-    fs::write(
-        &patch_manifest,
-        text.replacen(&named, &format!("name = \"{package}\""), 1),
-    )
-    .expect("write the patch manifest");
+    replace_once(
+        &ws.join("patch/Cargo.toml"),
+        &format!("name = \"{patch}\""),
+        &format!("name = \"{package}\""),
+    );
     let core = root().join("hotfix-core");
-    let manifest = ws.join(&host_dir).join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).expect("read the host manifest");
-    let text = text
-        .replace("../../../hotfix-core", &core.display().to_string())
-        .replace(
-            "\"../dep\"",
-            &format!("\"{}\"", fixtures.join("dep").display()),
-        );
-    fs::write(&manifest, text).expect("write the host manifest");
+    let host_manifest = ws.join(&host_dir).join("Cargo.toml");
+    replace_once(
+        &host_manifest,
+        "\"../../../hotfix-core\"",
+        &format!("\"{}\"", core.display()),
+    );
+    replace_once(
+        &host_manifest,
+        "\"../dep\"",
+        &format!("\"{}\"", fixtures.join("dep").display()),
+    );
     for e in edits {
-        let path = ws.join(&host_dir).join(e.file);
-        let text = fs::read_to_string(&path).expect("read a host file");
-        assert!(text.contains(e.from), "{} has no `{}`", e.file, e.from);
-        fs::write(&path, text.replacen(e.from, e.to, 1)).expect("write a host file");
+        replace_once(&ws.join(&host_dir).join(e.file), e.from, e.to);
     }
     fs::write(
         ws.join("Cargo.toml"),
@@ -94,33 +94,22 @@ pub fn build_against_copy(
     .expect("write the workspace manifest");
     fs::copy(fixtures.join("Cargo.lock"), ws.join("Cargo.lock")).expect("copy the lock file");
 
-    let _lock = FileLock::take(&target.join(".build-lock"));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--quiet")
-        .arg("--manifest-path")
-        .arg(ws.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .arg("-p")
-        .arg(&package);
-    if !features.is_empty() {
-        let f: Vec<String> = features
-            .iter()
-            .map(|f| format!("fixture-host/{f}"))
-            .collect();
-        cmd.arg("--features").arg(f.join(","));
-    }
-    let out = cmd.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {patch} against the host copy {variant} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let features: Vec<String> = features
+        .iter()
+        .map(|f| format!("fixture-host/{f}"))
+        .collect();
+    let args = if features.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features".to_owned(), features.join(",")]
+    };
+    cargo_build(
+        &ws.join("Cargo.toml"),
+        &package,
+        &args,
+        &[],
+        &format!("{patch} against the host copy {variant}"),
     );
     let built = target.join("debug").join(format!("lib{package}.so"));
-    let copy = target.join("out").join(format!("lib{package}.so"));
-    fs::create_dir_all(target.join("out")).expect("create the output dir");
-    fs::copy(&built, &copy).expect("copy the library");
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
-    copy
+    publish(&built, &format!("lib{package}.so"))
 }

@@ -68,6 +68,58 @@ impl Drop for FileLock {
     }
 }
 
+/// Mappings of loaded patch copies (sealed memfds named `hotfix-patch`).
+pub fn loaded_copies() -> usize {
+    fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .filter(|l| l.contains("hotfix-patch"))
+        .count()
+}
+
+/// Runs `cargo build --quiet` of `package` in the workspace of `manifest`
+/// into the fixtures' target directory (under the build lock); `what` names
+/// the build in a failure.
+fn cargo_build(manifest: &Path, package: &str, args: &[String], env: &[(&str, &str)], what: &str) {
+    let target = fixtures_target();
+    fs::create_dir_all(&target).expect("create the fixture target dir");
+    let _lock = FileLock::take(&target.join(".build-lock"));
+    let out = Command::new(env!("CARGO"))
+        .arg("build")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .arg("-p")
+        .arg(package)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Copies a built library to `out/<name>` of the fixtures' target directory
+/// (mode 0755, in a directory only its owner may write), where no later build
+/// overwrites it.
+fn publish(built: &Path, name: &str) -> PathBuf {
+    let out_dir = fixtures_target().join("out");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&out_dir)
+        .expect("create the fixture output dir");
+    let copy = out_dir.join(name);
+    fs::copy(built, &copy).expect("copy the fixture library");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
+    copy
+}
+
 /// Builds a fixture patch crate with `features` and `profile`, and returns a
 /// copy of its library that no other build overwrites.
 pub fn build_patch_with(package: &str, features: &[&str], profile: &str) -> PathBuf {
@@ -82,47 +134,25 @@ pub fn build_patch_with_env(
     profile: &str,
     env: &[(&str, &str)],
 ) -> PathBuf {
-    let target = fixtures_target();
-    fs::create_dir_all(&target).expect("create the fixture target dir");
-    let _lock = FileLock::take(&target.join(".build-lock"));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--quiet")
-        .arg("--manifest-path")
-        .arg(root().join("tests/fixtures/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .arg("-p")
-        .arg(package)
-        .arg("--profile")
-        .arg(profile);
+    let mut args = vec!["--profile".to_owned(), profile.to_owned()];
     if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
+        args.extend(["--features".to_owned(), features.join(",")]);
     }
-    cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building fixture {package} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    cargo_build(
+        &root().join("tests/fixtures/Cargo.toml"),
+        package,
+        &args,
+        env,
+        &format!("fixture {package}"),
     );
     let dir = if profile == "dev" { "debug" } else { profile };
-    let built = target.join(dir).join(format!("lib{package}.so"));
+    let built = fixtures_target().join(dir).join(format!("lib{package}.so"));
     let variant = if features.is_empty() {
         String::new()
     } else {
         format!("-{}", features.join("-"))
     };
-    let out_dir = target.join("out");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&out_dir)
-        .expect("create the fixture output dir");
-    let copy = out_dir.join(format!("lib{package}{variant}-{profile}.so"));
-    fs::copy(&built, &copy).expect("copy the fixture library");
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod the copy");
-    copy
+    publish(&built, &format!("lib{package}{variant}-{profile}.so"))
 }
 
 /// Builds a fixture patch crate in the dev profile without features.

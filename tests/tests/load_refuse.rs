@@ -7,7 +7,8 @@ use hotfix_core::__private::{BuildFingerprint, FnMeta, PatchEntry, RegistryV1};
 use hotfix_core::{Error, Runtime};
 use hotfix_tests::elf_edit::PatchBytes;
 use hotfix_tests::{
-    build_patch, build_patch_with, build_patch_with_env, compile_c_shared, scratch_dir, serial,
+    build_patch, build_patch_with, build_patch_with_env, compile_c_shared, loaded_copies,
+    scratch_dir, serial,
 };
 use std::mem::offset_of;
 use std::os::unix::fs::PermissionsExt;
@@ -16,15 +17,6 @@ use std::time::{Duration, Instant};
 
 fn marker(kind: &str) -> PathBuf {
     PathBuf::from(format!("/tmp/hotfix-ctor-{}-{kind}", std::process::id()))
-}
-
-/// Mappings of loaded patch copies (sealed memfds named `hotfix-patch`).
-fn loaded_copies() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("hotfix-patch"))
-        .count()
 }
 
 fn threads() -> usize {

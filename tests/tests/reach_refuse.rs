@@ -5,21 +5,12 @@
 
 use fixture_host::reach::{add, calls, dep_total, tally};
 use hotfix_core::{Error, Runtime};
-use hotfix_tests::{build_patch, build_patch_with, serial};
+use hotfix_tests::{build_patch, build_patch_with, loaded_copies, serial};
 use object::{Object, ObjectSymbol, SymbolKind};
 use std::path::Path;
 
 fn rt() -> &'static Runtime {
     Runtime::global()
-}
-
-/// Mappings of loaded patch copies (sealed memfds named `hotfix-patch`).
-fn loaded_copies() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("hotfix-patch"))
-        .count()
 }
 
 /// The host as shipped: `add` off by one, nothing applied.

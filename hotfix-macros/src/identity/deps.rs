@@ -20,15 +20,17 @@ pub fn version(artifact: &Path) -> String {
     }
 }
 
-fn try_version(artifact: &Path) -> Result<String, String> {
-    let stem = artifact
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or("no file name")?;
+/// The source files of the crate that built `artifact` (`libname-HASH.rlib`),
+/// from its dep-info (`name-HASH.d` beside it), the crate root first.
+fn dep_info_sources(artifact: &Path) -> Option<Vec<PathBuf>> {
+    let stem = artifact.file_stem()?.to_str()?;
     let stem = stem.strip_prefix("lib").unwrap_or(stem);
-    let dep_info = artifact.with_file_name(format!("{stem}.d"));
-    let text = super::read_bounded(&dep_info, MAX_FILE).ok_or("no dep-info")?;
-    let sources = sources(&text);
+    let text = super::read_bounded(&artifact.with_file_name(format!("{stem}.d")), MAX_FILE)?;
+    Some(sources(&text))
+}
+
+fn try_version(artifact: &Path) -> Result<String, String> {
+    let sources = dep_info_sources(artifact).ok_or("no dep-info")?;
     let first = sources.first().ok_or("an empty dep-info")?;
     let mut dir = first.parent();
     for _ in 0..MAX_UP {
@@ -54,10 +56,7 @@ fn try_version(artifact: &Path) -> Result<String, String> {
 /// The root source file of the crate that built `artifact`, when its sources
 /// are local (not in cargo's registry or git checkouts).
 pub fn local_root(artifact: &Path) -> Option<PathBuf> {
-    let stem = artifact.file_stem()?.to_str()?;
-    let stem = stem.strip_prefix("lib").unwrap_or(stem);
-    let text = super::read_bounded(&artifact.with_file_name(format!("{stem}.d")), MAX_FILE)?;
-    let root = sources(&text).into_iter().next()?;
+    let root = dep_info_sources(artifact)?.into_iter().next()?;
     let shown = root.display().to_string();
     let remote = shown.contains("/registry/src/") || shown.contains("/git/checkouts/");
     (!remote && root.extension().is_some_and(|e| e == "rs")).then_some(root)

@@ -38,6 +38,13 @@ impl Items {
         self.0.insert(name, short_digest(text.as_bytes()));
     }
 
+    /// The crate's source digest: the first 32 hex digits of the SHA-256 of
+    /// [`Items::lines`], returned with them.
+    pub fn digest_and_lines(&self) -> (String, String) {
+        let lines = self.lines();
+        (hex(&Sha256::digest(lines.as_bytes())[..16]), lines)
+    }
+
     /// One `name digest` line per item, sorted by name.
     pub fn lines(&self) -> String {
         let mut out = String::new();
@@ -57,7 +64,7 @@ pub fn short_digest(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

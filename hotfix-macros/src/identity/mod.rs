@@ -83,7 +83,7 @@ fn current() -> (Identity, bool) {
     if let Some(known) = map.get(&key) {
         return (known.clone(), false);
     }
-    let computed = compute(name, &args);
+    let computed = compute(name, args);
     map.insert(key, computed.clone());
     (computed, true)
 }
@@ -105,8 +105,7 @@ pub fn dependency_tokens() -> TokenStream {
         let Ok(items) = source::walk(&root, dep) else {
             continue;
         };
-        let lines = items.lines();
-        let source = items::hex(&sha2_digest(lines.as_bytes())[..16]);
+        let (source, lines) = items.digest_and_lines();
         out.push(quote! {
             ::hotfix_core::__private::CrateIdentity {
                 name: #dep,
@@ -138,11 +137,7 @@ fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
         line(&format!("dependency {dep}"), &deps::version(artifact));
     }
     let (source, items) = match root(args).and_then(|r| source::walk(&r, &name)) {
-        Ok(items) => {
-            let lines = items.lines();
-            let digest = items::hex(&sha2_digest(lines.as_bytes())[..16]);
-            (digest, lines)
-        }
+        Ok(items) => items.digest_and_lines(),
         Err(why) => (format!("unavailable: {why}"), String::new()),
     };
     Identity {
@@ -151,11 +146,6 @@ fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
         source,
         items,
     }
-}
-
-fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).to_vec()
 }
 
 /// The crate's root file: the one the compiler was given, else `src/lib.rs`.

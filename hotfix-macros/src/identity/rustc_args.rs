@@ -51,9 +51,11 @@ fn args() -> Vec<String> {
     out
 }
 
-/// Reads this process's command line.
-pub fn current() -> RustcArgs {
-    parse(&args())
+/// This process's command line, read once (every `#[patchable]` of a
+/// compilation asks).
+pub fn current() -> &'static RustcArgs {
+    static ARGS: std::sync::OnceLock<RustcArgs> = std::sync::OnceLock::new();
+    ARGS.get_or_init(|| parse(&args()))
 }
 
 fn parse(args: &[String]) -> RustcArgs {
