@@ -180,6 +180,22 @@ const EDITS: &[Edit] = &[
         says: "not UTF-8",
     },
     Edit {
+        name: "crate list length huge",
+        apply: |p, reg| set(p, reg + offset_of!(RegistryV1, crates) as u64 + 8, HUGE),
+        says: "registry.crates: 1099511627776 crates, over the limit of 1024",
+    },
+    Edit {
+        name: "crate list out of the file",
+        apply: |p, reg| {
+            point(
+                p,
+                reg + offset_of!(RegistryV1, crates) as u64,
+                0xffff_ffff_0000,
+            )
+        },
+        says: "outside the file's segments",
+    },
+    Edit {
         name: "entries accessor null",
         apply: |p, reg| null(p, reg + offset_of!(RegistryV1, entries) as u64),
         says: "registry.entries: null function pointer",
