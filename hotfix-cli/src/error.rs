@@ -53,6 +53,20 @@ pub enum CliError {
     /// Undoing a partial multi-process apply failed.
     #[error("{0}")]
     Partial(String),
+
+    /// `hotfix build`: a tool it runs (cargo, git) failed, or a file could
+    /// not be read or written.
+    #[error("{0}")]
+    Tool(String),
+
+    /// `hotfix build`: the changes since the base cannot be patched (each
+    /// line names the change and what to do), or there is nothing to patch.
+    #[error("{0}")]
+    BuildRefused(String),
+
+    /// `hotfix build`: the fixed source did not compile.
+    #[error("{0}")]
+    BuildFailed(String),
 }
 
 impl CliError {
@@ -71,9 +85,12 @@ impl CliError {
                 kind: ErrorKind::Refused,
                 ..
             }
-            | CliError::Refused(_) => EXIT_REFUSED,
+            | CliError::Refused(_)
+            | CliError::BuildRefused(_)
+            | CliError::BuildFailed(_) => EXIT_REFUSED,
             CliError::Partial(_) => EXIT_PARTIAL,
             CliError::Usage(_)
+            | CliError::Tool(_)
             | CliError::Directory(_)
             | CliError::Connect { .. }
             | CliError::Remote { .. } => EXIT_USAGE,
@@ -107,6 +124,9 @@ mod tests {
         let refused = CliError::Refused(hotfix_core::Error::NothingApplied);
         assert_eq!(refused.exit_code(), EXIT_REFUSED);
         assert_eq!(CliError::Partial("p".into()).exit_code(), EXIT_PARTIAL);
+        assert_eq!(CliError::BuildRefused("r".into()).exit_code(), EXIT_REFUSED);
+        assert_eq!(CliError::BuildFailed("f".into()).exit_code(), EXIT_REFUSED);
+        assert_eq!(CliError::Tool("t".into()).exit_code(), EXIT_USAGE);
         assert_eq!(remote(ErrorKind::Refused).reason(), "m");
     }
 }

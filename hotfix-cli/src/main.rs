@@ -1,7 +1,9 @@
 //! `hotfix`: see what is live in running processes, check a patch against one,
 //! apply it, revert it; through each process's control socket
-//! (`hotfix_core::control::serve()`).
+//! (`hotfix_core::control::serve()`). `hotfix build --base REV` makes a patch
+//! from a fix written in place in the host's own source.
 
+mod build;
 mod commands;
 mod error;
 mod remote;
@@ -14,7 +16,9 @@ use std::process::ExitCode;
 const AFTER_HELP: &str = "\
 Exit codes:
   0  done
-  1  refused: the process (or, for inspect, the loader) refused; nothing changed
+  1  refused: the process (or, for inspect, the loader) refused; nothing changed;
+     for build: a change a patch cannot carry, nothing to patch, or the fix did
+     not compile
   2  usage error, or a process could not be reached
   3  apply to several processes: one refused and undoing the apply on a process
      already patched failed (the lines say which stays patched)
@@ -85,6 +89,46 @@ enum Cmd {
         /// Path of the pair without extension.
         name: PathBuf,
     },
+    /// Build a patch from the fix in the working tree: every change since REV
+    /// (the revision the running host was built from) is reviewed, and the
+    /// crate is compiled from the fixed source as a patch library.
+    Build {
+        /// The git revision the running host was built from.
+        #[arg(long, value_name = "REV")]
+        base: String,
+        /// The package with the fix (default: the one whose #[patchable]
+        /// functions changed).
+        #[arg(short = 'p', long, value_name = "PACKAGE")]
+        package: Option<String>,
+        /// The cargo profile the host was built with (`dev` for `cargo build`,
+        /// `release` for `cargo build --release`).
+        #[arg(long, default_value = "dev", conflicts_with = "release")]
+        profile: String,
+        /// Same as `--profile release`.
+        #[arg(long)]
+        release: bool,
+        /// Features the host was built with, as cargo takes them.
+        #[arg(short = 'F', long)]
+        features: Vec<String>,
+        /// The host was built with --all-features.
+        #[arg(long)]
+        all_features: bool,
+        /// The host was built with --no-default-features.
+        #[arg(long)]
+        no_default_features: bool,
+        /// The workspace's Cargo.toml (default: found from the current directory).
+        #[arg(long, value_name = "PATH")]
+        manifest_path: Option<PathBuf>,
+        /// Where to write the patch (default: target/hotfix/<crate>-<rev>.so).
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The patch's name as status shows it (default: <package>-fix-<rev>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the plan and build nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Sign a patch file with a secret key: writes FILE.sig beside it.
     Sign {
         /// The secret key file (from `hotfix keygen`).
@@ -116,6 +160,32 @@ fn main() -> ExitCode {
         Cmd::Inspect { file } => commands::inspect(&file),
         Cmd::Keygen { name } => commands::keygen(&name),
         Cmd::Sign { key, file } => commands::sign(&key, &file),
+        Cmd::Build {
+            base,
+            package,
+            profile,
+            release,
+            features,
+            all_features,
+            no_default_features,
+            manifest_path,
+            out,
+            name,
+            dry_run,
+        } => build::run(&build::BuildArgs {
+            base,
+            package,
+            profile: build::Profile {
+                profile: if release { "release".into() } else { profile },
+                features,
+                all_features,
+                no_default_features,
+            },
+            manifest_path,
+            out,
+            name,
+            dry_run,
+        }),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_DONE),

@@ -49,7 +49,22 @@ pub struct Pieces {
 pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<Pieces> {
     refuse::check_signature(user.sig)?;
     let names = Names::new(&user.sig.ident, owner.trait_);
-    let body_fp = body_fingerprint(user.sig, user.block);
+    let in_patch_mode = |e: String| {
+        syn::Error::new_spanned(&user.sig.ident, format!("hotfix build (patch mode): {e}"))
+    };
+    // `hotfix build`: a function the plan replaces keeps the base revision's
+    // body fingerprint (the running host's), and gets a replacement.
+    let fix = crate::patch_mode::fix_of(&user.sig.ident).map_err(in_patch_mode)?;
+    let body_fp = match fix {
+        Some(plan) => crate::patch_mode::base_body_fp(
+            plan,
+            &user.sig.ident,
+            owner.self_ty,
+            owner.trait_,
+        )
+        .map_err(in_patch_mode)?,
+        None => body_fingerprint(user.sig, user.block),
+    };
 
     let is_async = user.sig.asyncness.is_some();
     // The slot's function: the original as written, or for an `async fn` a
@@ -261,6 +276,26 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
             }
     };
 
+    let fix_tokens = match fix {
+        Some(plan) => {
+            let replacement = fix_replacement(
+                &user,
+                &owner,
+                opts,
+                &slot,
+                &format_ident!("__hotfix_fix_{}", uniq),
+                (&orig_path, &inner_path),
+            )?;
+            let registry = crate::patch_mode::registry_once(plan);
+            quote!(#replacement #registry)
+        }
+        None => match crate::patch_mode::active() {
+            Ok(Some(plan)) => crate::patch_mode::registry_once(plan),
+            _ => quote!(),
+        },
+    };
+    let module_block = quote!(#module_block #fix_tokens);
+
     let fn_alias_ty = quote!(#fn_alias);
     let wrapper = Wrapper {
         user: &user,
@@ -276,6 +311,64 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
         companions,
         module_block,
     })
+}
+
+/// `hotfix build`'s replacement of a function whose body the fix changed: a
+/// `#[patch]` of the function itself, calling the fixed body compiled here
+/// (so it reaches private items as the original does).
+fn fix_replacement(
+    user: &UserFn<'_>,
+    owner: &Owner<'_>,
+    opts: Options,
+    slot: &SlotSig,
+    fix_ident: &syn::Ident,
+    (orig_path, inner_path): (&TokenStream, &TokenStream),
+) -> syn::Result<TokenStream> {
+    let id = &user.sig.ident;
+    let unsupported = |what: &str| {
+        syn::Error::new_spanned(
+            id,
+            format!(
+                "hotfix build cannot make a replacement of {what} yet: write this fix in a \
+                 patch crate with `#[patch(...)]`"
+            ),
+        )
+    };
+    let target: syn::ExprPath = match (owner.self_ty, owner.trait_) {
+        (None, _) => syn::parse_quote!(#id),
+        (Some(ty), Some(tr)) => syn::parse_quote!(<#ty as #tr>::#id),
+        (Some(syn::Type::Path(p)), None)
+            if p.qself.is_none()
+                && p.path
+                    .segments
+                    .iter()
+                    .all(|s| matches!(s.arguments, syn::PathArguments::None)) =>
+        {
+            syn::parse_quote!(#p::#id)
+        }
+        (Some(_), None) => return Err(unsupported("a method of a generic or qualified type")),
+    };
+    let item: syn::ItemFn = if user.sig.asyncness.is_some() {
+        if owner.self_ty.is_some() {
+            return Err(unsupported("an async method"));
+        }
+        let (mut sig, fwd) = forwarding(user.sig);
+        sig.ident = fix_ident.clone();
+        syn::parse_quote!(#sig { #inner_path(#(#fwd),*).await })
+    } else {
+        let (generics, params, names) = (slot.generics(), slot.params(), slot.names());
+        let (ret, unsafety, abi) = (&slot.ret, &slot.unsafety, &slot.abi);
+        let call_unsafe = unsafety.map(|_| quote!(unsafe));
+        syn::parse_quote! {
+            #unsafety #abi fn #fix_ident #generics (#params) -> #ret {
+                #call_unsafe { #orig_path(#names) }
+            }
+        }
+    };
+    crate::patch_attr::expand(
+        crate::patch_attr::PatchArgs::new(target, opts.not_send),
+        item,
+    )
 }
 
 /// The NOP-padded entry (libpulp's layout): 14 bytes of NOP before the entry,

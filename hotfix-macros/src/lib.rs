@@ -18,6 +18,7 @@ mod library;
 mod lifetimes;
 mod names;
 mod patch_attr;
+mod patch_mode;
 mod pretty;
 mod refuse;
 mod shared_attr;

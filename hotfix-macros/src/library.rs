@@ -68,13 +68,32 @@ pub fn expand(args: LibraryArgs) -> TokenStream {
     let (apply, apply_fn) = hook(args.on_apply, "__hotfix_on_apply");
     let (revert, revert_fn) = hook(args.on_revert, "__hotfix_on_revert");
     let crates = crate::identity::dependency_tokens();
+    let registry = registry_with(name, version, apply, revert, crates);
+    quote! {
+        #apply_fn
+        #revert_fn
+        #registry
+    }
+}
+
+/// The allocator and registry of a patch library without hooks, whose
+/// `crates` are `crates` (`hotfix build`'s patch mode).
+pub fn registry(name: TokenStream, version: TokenStream, crates: TokenStream) -> TokenStream {
+    let none = quote!(::core::option::Option::None);
+    registry_with(name, version, none.clone(), none, crates)
+}
+
+fn registry_with(
+    name: TokenStream,
+    version: TokenStream,
+    apply: TokenStream,
+    revert: TokenStream,
+    crates: TokenStream,
+) -> TokenStream {
     quote! {
         /// Every allocation of the patch goes through the host's allocator.
         #[global_allocator]
         static __HOTFIX_ALLOC: ::hotfix_core::__private::HostAlloc = ::hotfix_core::__private::HostAlloc;
-
-        #apply_fn
-        #revert_fn
 
         /// The registry the hotfix runtime reads.
         #[unsafe(no_mangle)]

@@ -13,6 +13,13 @@ pub struct PatchArgs {
     not_send: bool,
 }
 
+impl PatchArgs {
+    /// The arguments `#[patch(target)]` (`?Send` when `not_send`) would give.
+    pub fn new(target: ExprPath, not_send: bool) -> Self {
+        Self { target, not_send }
+    }
+}
+
 impl Parse for PatchArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         if input.is_empty() {

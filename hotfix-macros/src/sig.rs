@@ -210,25 +210,7 @@ impl SlotSig {
     }
 }
 
-/// Removes the spaces `to_string` puts between tokens, for stable, readable text.
-pub fn normalize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let s = s.replace('\n', " ");
-    let chars: Vec<char> = s.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let prev = if i > 0 { chars[i - 1] } else { ' ' };
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
-            let tight =
-                |ch: char| matches!(ch, '(' | ')' | '<' | '>' | '&' | ',' | ':' | '[' | ']');
-            if (tight(prev) && prev != ',') || (tight(next) && next != '&') {
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
-}
+pub use hotfix_source::text::normalize;
 
 /// Plain identifiers of the parameters, or `None` for patterns.
 pub fn pat_ident(pat: &Pat) -> Option<&Ident> {

@@ -45,7 +45,7 @@ fn try_version(artifact: &Path) -> Result<String, String> {
                 .collect();
             files.sort();
             files.dedup();
-            let digest = super::items::short_digest(files.join("\n").as_bytes());
+            let digest = hotfix_source::digest::short_digest(files.join("\n").as_bytes());
             return Ok(format!("{version} (sources {digest})"));
         }
         dir = d.parent();

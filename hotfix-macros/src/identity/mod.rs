@@ -5,14 +5,12 @@
 //! the source the patch was built against) are compared by the runtime.
 
 mod deps;
-mod items;
 mod rustc_args;
-mod source;
 
+use hotfix_source::text::read_bounded;
 use proc_macro2::TokenStream;
 use quote::quote;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -93,6 +91,33 @@ fn current() -> (Identity, bool) {
 /// live; not the registry's or git's): what a patch saw of the host crates it
 /// was compiled against, so a refusal can name the item that differs.
 pub fn dependency_tokens() -> TokenStream {
+    let deps = dependency_list();
+    quote!(&[#(#deps),*])
+}
+
+/// [`dependency_tokens`] with the crate being compiled first (its items
+/// listed): what a patch made from the crate itself saw of it.
+pub fn own_and_dependency_tokens() -> TokenStream {
+    let (own, _) = current();
+    let (name, source, items) = (&own.name, &own.source, &own.items);
+    let deps = dependency_list();
+    quote!(&[
+        ::hotfix_core::__private::CrateIdentity {
+            name: #name,
+            build: "",
+            source: #source,
+            items: #items,
+        },
+        #(#deps),*
+    ])
+}
+
+/// `--crate-type` values of this compilation.
+pub fn crate_types() -> &'static [String] {
+    &rustc_args::current().crate_types
+}
+
+fn dependency_list() -> Vec<TokenStream> {
     let args = rustc_args::current();
     let mut out = Vec::new();
     for (dep, artifact) in &args.externs {
@@ -102,7 +127,7 @@ pub fn dependency_tokens() -> TokenStream {
         let Some(root) = deps::local_root(artifact) else {
             continue;
         };
-        let Ok(items) = source::walk(&root, dep) else {
+        let Ok(items) = hotfix_source::digest::crate_items(&root, dep) else {
             continue;
         };
         let (source, lines) = items.digest_and_lines();
@@ -115,7 +140,7 @@ pub fn dependency_tokens() -> TokenStream {
             }
         });
     }
-    quote!(&[#(#out),*])
+    out
 }
 
 fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
@@ -136,7 +161,7 @@ fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
     for (dep, artifact) in &args.externs {
         line(&format!("dependency {dep}"), &deps::version(artifact));
     }
-    let (source, items) = match root(args).and_then(|r| source::walk(&r, &name)) {
+    let (source, items) = match root(args).and_then(|r| hotfix_source::digest::crate_items(&r, &name)) {
         Ok(items) => items.digest_and_lines(),
         Err(why) => (format!("unavailable: {why}"), String::new()),
     };
@@ -148,8 +173,12 @@ fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
     }
 }
 
-/// The crate's root file: the one the compiler was given, else `src/lib.rs`.
+/// The crate's root file: the one the compiler was given, else `src/lib.rs`;
+/// in patch mode, the base revision's (what the running host was built from).
 fn root(args: &rustc_args::RustcArgs) -> Result<PathBuf, String> {
+    if let Some(base) = crate::patch_mode::base_root() {
+        return Ok(base);
+    }
     if let Some(r) = &args.root
         && r.is_file()
     {
@@ -162,12 +191,4 @@ fn root(args: &rustc_args::RustcArgs) -> Result<PathBuf, String> {
     } else {
         Err("no crate root file".into())
     }
-}
-
-/// The text of `path` if it is at most `max` bytes of UTF-8.
-fn read_bounded(path: &Path, max: u64) -> Option<String> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    f.take(max + 1).read_to_string(&mut text).ok()?;
-    (text.len() as u64 <= max).then_some(text)
 }

@@ -33,6 +33,8 @@ pub struct RustcArgs {
     pub codegen: Vec<String>,
     /// `--extern name=path`: dependencies with a file.
     pub externs: Vec<(String, PathBuf)>,
+    /// `--crate-type` values.
+    pub crate_types: Vec<String>,
 }
 
 /// The command line of this process, `@file` arguments expanded.
@@ -83,6 +85,8 @@ fn parse(args: &[String]) -> RustcArgs {
             {
                 r.features.push(f.to_owned());
             }
+        } else if let Some(v) = value(&mut i, "--crate-type") {
+            r.crate_types.extend(v.split(',').map(str::to_owned));
         } else if let Some(v) = value(&mut i, "--extern") {
             let v = v.strip_prefix("noprelude:").unwrap_or(&v);
             if let Some((name, path)) = v.split_once('=') {

@@ -1,10 +1,26 @@
 //! One digest per item of a crate's source: what a patch built against that
 //! source relies on. Doc comments are left out, and so are the bodies of
 //! `#[patchable]` functions: a patch replaces exactly those.
+//!
+//! Both sides of a comparison must be computed in the same setting (inside a
+//! proc macro, or both outside): token text may be spaced differently.
 
+use crate::tree::{Found, walk};
 use quote::ToTokens;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Digests every item of the crate rooted at `root`, whose paths start with
+/// `krate`.
+pub fn crate_items(root: &Path, krate: &str) -> Result<Items, String> {
+    let mut items = Items::default();
+    walk(root, krate, &mut |found| match found {
+        Found::Item { module, item, .. } => items.add(module, item),
+        Found::Unparsed { module, text, .. } => items.raw_file(module, text),
+    })?;
+    Ok(items)
+}
 
 /// Item name (`struct crate::m::Pair`) to the first 16 hex digits of the
 /// SHA-256 of its tokens.
@@ -64,11 +80,11 @@ pub fn short_digest(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn is_patchable(attrs: &[syn::Attribute]) -> bool {
+pub fn is_patchable(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
         a.path()
             .segments
@@ -77,12 +93,12 @@ fn is_patchable(attrs: &[syn::Attribute]) -> bool {
     })
 }
 
-fn strip_docs(attrs: &mut Vec<syn::Attribute>) {
+pub fn strip_docs(attrs: &mut Vec<syn::Attribute>) {
     attrs.retain(|a| !a.path().is_ident("doc"));
 }
 
 /// Removes doc comments and the bodies a patch may replace.
-fn strip(item: &mut syn::Item) {
+pub fn strip(item: &mut syn::Item) {
     match item {
         syn::Item::Fn(f) => {
             if is_patchable(&f.attrs) {
@@ -139,8 +155,8 @@ fn strip(item: &mut syn::Item) {
 }
 
 /// `kind path` of an item, as a refusal names it.
-fn name(module: &str, item: &syn::Item) -> String {
-    let text = |t: &dyn ToTokens| crate::sig::normalize(&t.to_token_stream().to_string());
+pub fn name(module: &str, item: &syn::Item) -> String {
+    let text = |t: &dyn ToTokens| crate::text::normalize(&t.to_token_stream().to_string());
     match item {
         syn::Item::Fn(f) => format!("fn {module}::{}", f.sig.ident),
         syn::Item::Struct(s) => format!("struct {module}::{}", s.ident),

@@ -1,0 +1,179 @@
+//! `hotfix build --base REV`: a patch made from the fix written in place in
+//! the host's own source. The changes since REV are reviewed (only new bodies
+//! of `#[patchable]` functions, and new private items they use, can be
+//! patched); the crate is compiled from the fixed source as a patch library
+//! that carries REV's identity, so the running host proves it was made
+//! against the source it runs.
+
+mod cargo_build;
+mod review;
+mod workspace;
+
+pub use cargo_build::Profile;
+
+use crate::error::CliError;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The environment variable `#[patchable]` reads the plan from.
+const PLAN_VAR: &str = "HOTFIX_PATCH_PLAN";
+
+/// What `hotfix build` was asked.
+pub struct BuildArgs {
+    pub base: String,
+    pub package: Option<String>,
+    pub profile: Profile,
+    pub manifest_path: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub name: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Runs `hotfix build`.
+pub fn run(args: &BuildArgs) -> Result<(), CliError> {
+    let ws = workspace::Workspace::read(args.manifest_path.as_deref())?;
+    let repo = workspace::Repo::open(&ws.root, &args.base)?;
+    let hotfix_dir = ws.target_dir.join("hotfix");
+    let base_dir = repo.checkout_base(&hotfix_dir.join("base"))?;
+    let changed = repo.changed_files()?;
+    let review = review::review(&ws, &repo, &base_dir, &changed)?;
+    let short = &repo.commit[..repo.commit.len().min(10)];
+    if !review.refusals.is_empty() {
+        let mut text = format!(
+            "refusing to build a patch against {} ({short}): {} change(s) a patch cannot carry:",
+            args.base,
+            review.refusals.len()
+        );
+        for r in &review.refusals {
+            let _ = write!(text, "\n  {r}");
+        }
+        return Err(CliError::BuildRefused(text));
+    }
+    let fix = pick(&ws, &review, args)?;
+    let lib = &ws.libs[fix.lib];
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => hotfix_dir.join(format!("{}-{short}.so", lib.krate)),
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-fix-{short}", lib.package));
+
+    println!(
+        "patch {name} of crate {} against {} ({short})",
+        lib.krate, args.base
+    );
+    for f in &fix.fixes {
+        let file = f.file.strip_prefix(&repo.top).unwrap_or(&f.file);
+        println!(
+            "  replace {:<40} {}:{}",
+            f.name.trim_start_matches("fn "),
+            file.display(),
+            f.line
+        );
+    }
+    for a in &fix.added {
+        println!("  add     {a}");
+    }
+    println!("  build   {}", args.profile.describe());
+    println!("  output  {}", out.display());
+    if args.dry_run {
+        println!("dry run: nothing built");
+        return Ok(());
+    }
+
+    let plan = write_plan(&hotfix_dir, lib, fix, &name)?;
+    let built = cargo_build::build(lib, &args.profile, &plan)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Tool(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::copy(&built, &out)
+        .map_err(|e| CliError::Tool(format!("copy {} to {}: {e}", built.display(), out.display())))?;
+    let bytes = std::fs::read(&out).map_err(|e| CliError::Tool(format!("{}: {e}", out.display())))?;
+    println!(
+        "built {} sha256 {}",
+        out.display(),
+        hotfix_core::Digest::of(&bytes)
+    );
+    Ok(())
+}
+
+/// The one crate the patch is made of.
+fn pick<'r>(
+    ws: &workspace::Workspace,
+    review: &'r review::Review,
+    args: &BuildArgs,
+) -> Result<&'r review::CrateFix, CliError> {
+    let names: Vec<&str> = review
+        .crates
+        .iter()
+        .map(|c| ws.libs[c.lib].package.as_str())
+        .collect();
+    if let Some(p) = &args.package
+        && !names.contains(&p.as_str())
+    {
+        return Err(CliError::BuildRefused(format!(
+            "package {p} has no changed #[patchable] function since {} (changed: {})",
+            args.base,
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        )));
+    }
+    match review.crates.as_slice() {
+        [] => Err(CliError::BuildRefused(format!(
+            "nothing to patch: no body of a #[patchable] function differs from {}; write the \
+             fix in the working tree first",
+            args.base
+        ))),
+        [one] => Ok(one),
+        _ => Err(CliError::BuildRefused(format!(
+            "fixes in several crates ({}): a patch is made of one crate; fix one crate per \
+             patch (commit or stash the others)",
+            names.join(", ")
+        ))),
+    }
+}
+
+/// Writes the plan `#[patchable]` reads in patch mode.
+fn write_plan(
+    dir: &Path,
+    lib: &workspace::LibCrate,
+    fix: &review::CrateFix,
+    name: &str,
+) -> Result<PathBuf, CliError> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let tab_free = |s: &str, what: &str| {
+        if s.contains(['\t', '\n']) {
+            Err(CliError::Usage(format!("{what} `{s}` holds a tab or newline")))
+        } else {
+            Ok(s.to_owned())
+        }
+    };
+    let mut text = String::from("hotfix-plan\t1\n");
+    let mut line = |k: &str, v: &str| {
+        text.push_str(k);
+        text.push('\t');
+        text.push_str(v);
+        text.push('\n');
+    };
+    line("name", &tab_free(name, "patch name")?);
+    line("version", &lib.version);
+    line("crate", &lib.krate);
+    let path = |p: &Path| tab_free(&abs(p).display().to_string(), "path");
+    line("base-root", &path(&fix.base_root)?);
+    line("work-root", &path(&lib.root)?);
+    for f in &fix.fixes {
+        line("fix", &format!("{}\t{}", f.line, path(&f.file)?));
+    }
+    let plan_dir = dir.join("plan");
+    std::fs::create_dir_all(&plan_dir)
+        .map_err(|e| CliError::Tool(format!("{}: {e}", plan_dir.display())))?;
+    let file = plan_dir.join(format!("{}.plan", lib.krate));
+    // Written only when it changes: cargo rebuilds when its time does.
+    if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&file, &text)
+            .map_err(|e| CliError::Tool(format!("{}: {e}", file.display())))?;
+    }
+    Ok(file)
+}
