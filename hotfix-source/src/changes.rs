@@ -20,6 +20,8 @@ pub struct Fix {
     /// The working tree's file and the line of the function's name.
     pub file: PathBuf,
     pub line: usize,
+    /// Digest of the fixed body.
+    pub body: String,
 }
 
 /// A change a patch cannot carry.
@@ -67,6 +69,20 @@ pub enum Outcome {
 }
 
 impl Classified {
+    /// A digest of what the patch carries: each fixed body and each addition
+    /// (as found in `work`). Two builds of the same fix have the same one.
+    pub fn fix_digest(&self, work: &Units) -> String {
+        let mut text = String::new();
+        for f in &self.fixes {
+            text.push_str(&format!("{} {}\n", f.name, f.body));
+        }
+        for a in &self.added {
+            let d = work.map.get(a).map_or("", |u| u.digest.as_str());
+            text.push_str(&format!("{a} {d}\n"));
+        }
+        crate::digest::short_digest(text.as_bytes())
+    }
+
     pub fn outcome(&self) -> Outcome {
         if !self.refusals.is_empty() {
             Outcome::Refused
@@ -91,6 +107,7 @@ pub fn classify(base: &Units, work: &Units) -> Classified {
                         name: name.clone(),
                         file: w.file.clone(),
                         line: w.line,
+                        body: w.body.clone().unwrap_or_default(),
                     });
                 }
             }

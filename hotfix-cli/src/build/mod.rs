@@ -60,8 +60,10 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
         .clone()
         .unwrap_or_else(|| format!("{}-fix-{short}", lib.package));
 
+    // The version tells two fixes against one base apart.
+    let version = format!("{}+fix.{}", lib.version, &fix.digest[..8]);
     println!(
-        "patch {name} of crate {} against {} ({short})",
+        "patch {name} {version} of crate {} against {} ({short})",
         lib.krate, args.base
     );
     for f in &fix.fixes {
@@ -83,7 +85,7 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
         return Ok(());
     }
 
-    let plan = write_plan(&hotfix_dir, lib, fix, &name)?;
+    let plan = write_plan(&hotfix_dir, lib, fix, &name, &version)?;
     let built = cargo_build::build(lib, &args.profile, &plan)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -141,6 +143,7 @@ fn write_plan(
     lib: &workspace::LibCrate,
     fix: &review::CrateFix,
     name: &str,
+    version: &str,
 ) -> Result<PathBuf, CliError> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let tab_free = |s: &str, what: &str| {
@@ -158,7 +161,7 @@ fn write_plan(
         text.push('\n');
     };
     line("name", &tab_free(name, "patch name")?);
-    line("version", &lib.version);
+    line("version", version);
     line("crate", &lib.krate);
     let path = |p: &Path| tab_free(&abs(p).display().to_string(), "path");
     line("base-root", &path(&fix.base_root)?);

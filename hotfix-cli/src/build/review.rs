@@ -26,6 +26,8 @@ pub struct CrateFix {
     pub added: Vec<String>,
     /// The base revision's root file of the crate.
     pub base_root: PathBuf,
+    /// Digest of the fixed bodies and additions (the patch's version suffix).
+    pub digest: String,
 }
 
 /// Reviews every library crate of `ws` and every changed file.
@@ -85,6 +87,7 @@ pub fn review(
             if !c.fixes.is_empty() {
                 out.crates.push(CrateFix {
                     lib: index,
+                    digest: c.fix_digest(&work),
                     fixes: c.fixes,
                     added: c.added,
                     base_root,
