@@ -169,7 +169,7 @@ impl Repo {
     /// (staged, unstaged and untracked), relative to the repository's top.
     pub fn changed_files(&self) -> Result<Vec<PathBuf>, CliError> {
         let mut c = git(&self.top);
-        c.args(["diff", "--name-only", "-z", "--end-of-options", &self.commit, "--"]);
+        c.args(["diff", "--name-only", "--no-renames", "-z", "--end-of-options", &self.commit, "--"]);
         let mut files = split_z(output(c, "git diff")?);
         let mut c = git(&self.top);
         c.args(["ls-files", "--others", "--exclude-standard", "-z"]);
