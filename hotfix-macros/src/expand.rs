@@ -31,6 +31,10 @@ pub struct UserFn<'a> {
     pub vis: &'a Visibility,
     pub sig: &'a Signature,
     pub block: &'a Block,
+    /// Signature and body exactly as written in the source (a trait impl's
+    /// method is rewritten before expansion): what the body fingerprint
+    /// covers, so `hotfix build` can compute it from the base revision's file.
+    pub written: (&'a Signature, &'a Block),
 }
 
 /// The generated pieces.
@@ -56,14 +60,11 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     // body fingerprint (the running host's), and gets a replacement.
     let fix = crate::patch_mode::fix_of(&user.sig.ident).map_err(in_patch_mode)?;
     let body_fp = match fix {
-        Some(plan) => crate::patch_mode::base_body_fp(
-            plan,
-            &user.sig.ident,
-            owner.self_ty,
-            owner.trait_,
-        )
-        .map_err(in_patch_mode)?,
-        None => body_fingerprint(user.sig, user.block),
+        Some(plan) => {
+            crate::patch_mode::base_body_fp(plan, &user.sig.ident, owner.self_ty, owner.trait_)
+                .map_err(in_patch_mode)?
+        }
+        None => body_fingerprint(user.written.0, user.written.1),
     };
 
     let is_async = user.sig.asyncness.is_some();
@@ -325,34 +326,31 @@ fn fix_replacement(
     (orig_path, inner_path): (&TokenStream, &TokenStream),
 ) -> syn::Result<TokenStream> {
     let id = &user.sig.ident;
-    let unsupported = |what: &str| {
-        syn::Error::new_spanned(
-            id,
-            format!(
-                "hotfix build cannot make a replacement of {what} yet: write this fix in a \
-                 patch crate with `#[patch(...)]`"
-            ),
-        )
-    };
     let target: syn::ExprPath = match (owner.self_ty, owner.trait_) {
         (None, _) => syn::parse_quote!(#id),
         (Some(ty), Some(tr)) => syn::parse_quote!(<#ty as #tr>::#id),
-        (Some(syn::Type::Path(p)), None)
-            if p.qself.is_none()
-                && p.path
-                    .segments
-                    .iter()
-                    .all(|s| matches!(s.arguments, syn::PathArguments::None)) =>
-        {
-            syn::parse_quote!(#p::#id)
-        }
-        (Some(_), None) => return Err(unsupported("a method of a generic or qualified type")),
+        (Some(ty), None) => syn::parse_quote!(<#ty>::#id),
     };
     let item: syn::ItemFn = if user.sig.asyncness.is_some() {
-        if owner.self_ty.is_some() {
-            return Err(unsupported("an async method"));
+        // The `async fn` as written, its receiver a first argument and `Self`
+        // the concrete type, awaiting the fixed body.
+        let named = crate::lifetimes::name_elided(user.sig);
+        let (mut sig, mut fwd) = forwarding(&named);
+        if let Some(ty) = owner.self_ty {
+            use syn::visit_mut::VisitMut;
+            let mut replace = crate::sig::ReplaceSelf(ty, owner.trait_);
+            for (input, fwd) in sig.inputs.iter_mut().zip(fwd.iter_mut()) {
+                if let syn::FnArg::Receiver(r) = input {
+                    let mut rty = (*r.ty).clone();
+                    replace.visit_type_mut(&mut rty);
+                    *input = syn::parse_quote!(__hotfix_this: #rty);
+                    *fwd = quote!(__hotfix_this);
+                } else if let syn::FnArg::Typed(t) = input {
+                    replace.visit_type_mut(&mut t.ty);
+                }
+            }
+            replace.visit_return_type_mut(&mut sig.output);
         }
-        let (mut sig, fwd) = forwarding(user.sig);
         sig.ident = fix_ident.clone();
         syn::parse_quote!(#sig { #inner_path(#(#fwd),*).await })
     } else {

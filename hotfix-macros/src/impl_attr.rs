@@ -96,6 +96,7 @@ pub fn expand_impl(mut item: ItemImpl, opts: Options) -> syn::Result<TokenStream
                 vis: &f.vis,
                 sig: &orig_sig,
                 block: &orig_block,
+                written: (&f.sig, &f.block),
             },
             Owner {
                 self_ty: Some(&self_ty),

@@ -61,6 +61,7 @@ pub fn patchable(attr: TokenStream, item: TokenStream) -> TokenStream {
                 vis: &f.vis,
                 sig: &f.sig,
                 block: &f.block,
+                written: (&f.sig, &f.block),
             },
             expand::Owner {
                 self_ty: None,

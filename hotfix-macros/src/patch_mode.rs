@@ -71,7 +71,10 @@ fn parse(file: &Path) -> Result<Plan, String> {
     };
     let mut lines = text.lines();
     if lines.next() != Some("hotfix-plan\t1") {
-        return Err(format!("{} is not a hotfix plan of version 1", file.display()));
+        return Err(format!(
+            "{} is not a hotfix plan of version 1",
+            file.display()
+        ));
     }
     for line in lines {
         let mut f = line.splitn(3, '\t');
@@ -82,7 +85,9 @@ fn parse(file: &Path) -> Result<Plan, String> {
             (Some("base-root"), Some(v), None) => plan.base_root = v.into(),
             (Some("work-root"), Some(v), None) => plan.work_root = v.into(),
             (Some("fix"), Some(line), Some(path)) => {
-                let line = line.parse().map_err(|_| format!("bad plan line `{line}`"))?;
+                let line = line
+                    .parse()
+                    .map_err(|_| format!("bad plan line `{line}`"))?;
                 plan.fixes.push((PathBuf::from(path), line));
             }
             _ => return Err(format!("bad plan line `{line}`")),

@@ -62,6 +62,14 @@ impl Target {
         let name = last.ident.clone();
         let text = crate::sig::normalize(&quote!(#path).to_string());
         let place = match &path.qself {
+            // `<Type>::method`: an inherent method of any type.
+            Some(q) if q.position == 0 => {
+                let ty = &q.ty;
+                Place::Type {
+                    ty: quote!(#ty),
+                    stem: name.to_string(),
+                }
+            }
             Some(q) => {
                 let trait_seg = path
                     .path

@@ -131,7 +131,8 @@ pub fn classify(base: &Units, work: &Units) -> Classified {
         }
     }
     additions(&mut out, &added, work);
-    out.refusals.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    out.refusals
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     out
 }
 
@@ -227,7 +228,13 @@ fn patchable_callers(unit: &Unit, work: &Units) -> Vec<String> {
 fn addable(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Fn | Kind::Method | Kind::Struct | Kind::Enum | Kind::Union | Kind::Const | Kind::Type
+        Kind::Fn
+            | Kind::Method
+            | Kind::Struct
+            | Kind::Enum
+            | Kind::Union
+            | Kind::Const
+            | Kind::Type
     )
 }
 
@@ -320,7 +327,9 @@ fn helper(a: i64) -> i64 { a }
     fn a_changed_patchable_body_is_a_fix() {
         let c = classify_text(
             BASE,
-            &BASE.replace("{ self.a }", "{ self.a + 1 }").replace("pub struct P", "\npub struct P"),
+            &BASE
+                .replace("{ self.a }", "{ self.a + 1 }")
+                .replace("pub struct P", "\npub struct P"),
         );
         assert!(c.refusals.is_empty(), "{:?}", c.refusals);
         assert_eq!(c.fixes.len(), 1);
@@ -331,12 +340,42 @@ fn helper(a: i64) -> i64 { a }
     #[test]
     fn each_refusal_class_names_the_item_and_what_to_do() {
         let cases = [
-            ("fn helper(a: i64) -> i64 { a }", "fn helper(a: i64) -> i64 { a + 1 }", "the body of fn k::helper changed", "(`k::f`)"),
-            ("pub struct P { a: u8 }", "pub struct P { a: u16 }", "struct k::P changed", "cannot change a type"),
-            ("const LIMIT: i64 = 3;", "const LIMIT: i64 = 4;", "const k::LIMIT changed", "new private const"),
-            ("static COUNT: u8 = 0;", "static COUNT: u8 = 1;", "static k::COUNT changed", "state"),
-            ("pub fn f(a: i64) -> i64", "pub fn f(a: i64, b: i64) -> i64", "signature or attributes of #[patchable] fn k::f", "bodies only"),
-            ("const LIMIT: i64 = 3;", "", "const k::LIMIT was removed", "restore it"),
+            (
+                "fn helper(a: i64) -> i64 { a }",
+                "fn helper(a: i64) -> i64 { a + 1 }",
+                "the body of fn k::helper changed",
+                "(`k::f`)",
+            ),
+            (
+                "pub struct P { a: u8 }",
+                "pub struct P { a: u16 }",
+                "struct k::P changed",
+                "cannot change a type",
+            ),
+            (
+                "const LIMIT: i64 = 3;",
+                "const LIMIT: i64 = 4;",
+                "const k::LIMIT changed",
+                "new private const",
+            ),
+            (
+                "static COUNT: u8 = 0;",
+                "static COUNT: u8 = 1;",
+                "static k::COUNT changed",
+                "state",
+            ),
+            (
+                "pub fn f(a: i64) -> i64",
+                "pub fn f(a: i64, b: i64) -> i64",
+                "signature or attributes of #[patchable] fn k::f",
+                "bodies only",
+            ),
+            (
+                "const LIMIT: i64 = 3;",
+                "",
+                "const k::LIMIT was removed",
+                "restore it",
+            ),
         ];
         for (from, to, what, todo) in cases {
             let c = classify_text(BASE, &BASE.replace(from, to));
@@ -358,11 +397,19 @@ fn helper(a: i64) -> i64 { a }
 
         let unused = used.clone() + "fn spare() {}\n";
         let c = classify_text(BASE, &unused);
-        assert!(c.refusals[0].what.contains("fn k::spare is not used"), "{:?}", c.refusals);
+        assert!(
+            c.refusals[0].what.contains("fn k::spare is not used"),
+            "{:?}",
+            c.refusals
+        );
 
         let public = used.replace("fn twice", "pub fn twice");
         let c = classify_text(BASE, &public);
-        assert!(c.refusals[0].what.contains("new public fn k::twice"), "{:?}", c.refusals);
+        assert!(
+            c.refusals[0].what.contains("new public fn k::twice"),
+            "{:?}",
+            c.refusals
+        );
 
         let stat = used.clone() + "static NEW: u8 = 0;\n";
         let c = classify_text(BASE, &stat);

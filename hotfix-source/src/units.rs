@@ -162,7 +162,9 @@ impl Units {
             None => ty,
         };
         let mut header = i.clone();
-        header.items.retain(|it| !matches!(it, syn::ImplItem::Fn(_)));
+        header
+            .items
+            .retain(|it| !matches!(it, syn::ImplItem::Fn(_)));
         strip_docs(&mut header.attrs);
         for it in &mut header.items {
             match it {
@@ -228,7 +230,12 @@ fn describe(item: &syn::Item) -> (Kind, String, usize, bool) {
             let ident = m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default();
             (Kind::Macro, ident, line, false)
         }
-        I::Use(u) => (Kind::Use, String::new(), u.use_token.span.start().line, false),
+        I::Use(u) => (
+            Kind::Use,
+            String::new(),
+            u.use_token.span.start().line,
+            false,
+        ),
         I::ForeignMod(f) => (
             Kind::ExternBlock,
             String::new(),

@@ -148,7 +148,8 @@ impl Repo {
     /// Builds the host as `cargo build -p fixable-host` does; its executable.
     pub fn build_host(&self) -> PathBuf {
         run(
-            self.cargo().args(["build", "--quiet", "-p", "fixable-host"]),
+            self.cargo()
+                .args(["build", "--quiet", "-p", "fixable-host"]),
             "cargo build -p fixable-host",
         );
         target_dir().join("debug/fixable-host")
@@ -205,7 +206,11 @@ impl Host {
         let sock = ctl.join(format!("{pid}.sock"));
         let start = std::time::Instant::now();
         while !sock.exists() {
-            assert!(start.elapsed() < WAIT, "no control socket {}", sock.display());
+            assert!(
+                start.elapsed() < WAIT,
+                "no control socket {}",
+                sock.display()
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Host {

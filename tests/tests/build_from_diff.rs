@@ -15,10 +15,29 @@ fn fix(repo: &Repo) {
         "self.entries.push(amount - fee - fee);",
         "self.entries.push(net_of(amount, fee));",
     );
+    fix_other_shapes(repo);
     let path = repo.path(LEDGER);
     let mut text = std::fs::read_to_string(&path).expect("read");
     text.push_str("\n/// The amount less the fee, once.\nfn net_of(amount: i64, fee: i64) -> i64 {\n    amount - fee\n}\n");
     std::fs::write(&path, text).expect("write");
+}
+
+/// Fixes of every other shape: a method returning borrowed data, an async
+/// method, a trait impl's method, an async free function with a borrowed
+/// argument.
+fn fix_other_shapes(repo: &Repo) {
+    repo.edit(
+        LEDGER,
+        "self.entries.iter().min()",
+        "self.entries.iter().max()",
+    );
+    repo.edit(
+        LEDGER,
+        "self.balance() + amount\n",
+        "self.balance() + net_of(amount, fee_of(amount, self.fee_percent))\n",
+    );
+    repo.edit(LEDGER, "\"{} entrys\"", "\"{} entries\"");
+    repo.edit(LEDGER, "memo.len()", "memo.split_whitespace().count()");
 }
 
 /// The file `hotfix build` printed after `built `.
@@ -46,26 +65,53 @@ fn a_fix_written_in_place_is_built_applied_and_reverted() {
     let exe = repo.build_host();
     let ctl = control_dir("build-e2e");
     let mut host = Host::start(&exe, &ctl);
-    assert_eq!(host.ask("deposit 100"), "Some(80)", "the shipped bug: the fee twice");
+    assert_eq!(
+        host.ask("deposit 100"),
+        "Some(80)",
+        "the shipped bug: the fee twice"
+    );
     assert_eq!(host.ask("deposits"), "1");
+    assert_eq!(host.ask("deposit 50"), "Some(120)");
+    let bugs = [
+        ("largest", "Some(40)"),
+        ("quote 100", "220"),
+        ("label", "2 entrys"),
+        ("words two words", "9"),
+    ];
+    for (q, a) in bugs {
+        assert_eq!(host.ask(q), a, "{q}: the shipped bug");
+    }
 
     fix(&repo);
     let run = repo.hotfix(&ctl, &["build", "--base", &base]);
     assert_eq!(run.code, 0, "{run:?}");
     let deposit_line = line_of(&repo, "pub fn deposit(");
     assert!(
-        run.stdout.contains(&format!(
-            "replace fixable_host::ledger::Ledger::deposit"
-        )) && run
-            .stdout
-            .contains(&format!("host-e2e/src/ledger.rs:{deposit_line}")),
+        run.stdout
+            .contains("replace fixable_host::ledger::Ledger::deposit")
+            && run
+                .stdout
+                .contains(&format!("host-e2e/src/ledger.rs:{deposit_line}")),
         "{run:?}"
     );
     assert!(
-        run.stdout.contains("add     fn fixable_host::ledger::net_of"),
+        run.stdout
+            .contains("add     fn fixable_host::ledger::net_of"),
         "{run:?}"
     );
-    assert!(!run.stdout.contains("replace fixable_host::ledger::deposits"), "{run:?}");
+    for shape in [
+        "replace fixable_host::ledger::Ledger::largest",
+        "replace fixable_host::ledger::Ledger::quote",
+        "replace fixable_host::ledger::<Ledger as std::fmt::Display>::fmt",
+        "replace fixable_host::ledger::words",
+    ] {
+        assert!(run.stdout.contains(shape), "{shape}: {run:?}");
+    }
+    assert!(
+        !run.stdout
+            .contains("replace fixable_host::ledger::deposits"),
+        "{run:?}"
+    );
     let patch = built_file(&run);
     assert!(patch.is_file(), "{run:?}");
 
@@ -73,32 +119,61 @@ fn a_fix_written_in_place_is_built_applied_and_reverted() {
     let applied = repo.hotfix(&ctl, &["apply", &pid, &patch.display().to_string()]);
     assert_eq!(applied.code, 0, "{applied:?}");
     assert!(
-        applied.stdout.contains("fixable_host::ledger::Ledger::deposit"),
+        applied
+            .stdout
+            .contains("fixable_host::ledger::Ledger::deposit"),
         "{applied:?}"
     );
     // The same ledger (state kept), the fee once; the patch counts in the
     // host's own (#[shared]) counter.
-    assert_eq!(host.ask("deposit 100"), "Some(170)");
-    assert_eq!(host.ask("deposits"), "2");
-    assert_eq!(host.ask("balance"), "170");
+    assert_eq!(host.ask("deposit 100"), "Some(210)");
+    assert_eq!(host.ask("deposits"), "3");
+    assert_eq!(host.ask("balance"), "210");
+    let fixed = [
+        ("largest", "Some(90)"),
+        ("quote 100", "300"),
+        ("label", "3 entries"),
+        ("words two words", "2"),
+    ];
+    for (q, a) in fixed {
+        assert_eq!(host.ask(q), a, "{q}: fixed");
+    }
 
     let reverted = repo.hotfix(&ctl, &["revert", &pid]);
     assert_eq!(reverted.code, 0, "{reverted:?}");
-    assert_eq!(host.ask("deposit 100"), "Some(250)", "the bug is back");
-    assert_eq!(host.ask("deposits"), "3");
+    assert_eq!(host.ask("deposit 100"), "Some(290)", "the bug is back");
+    assert_eq!(host.ask("deposits"), "4");
+    let bugs_again = [
+        ("largest", "Some(40)"),
+        ("quote 100", "390"),
+        ("label", "4 entrys"),
+        ("words two words", "9"),
+    ];
+    for (q, a) in bugs_again {
+        assert_eq!(host.ask(q), a, "{q}: reverted");
+    }
 }
 
 #[test]
 fn a_patch_made_against_another_revision_is_refused_by_the_running_host() {
     let repo = Repo::new("otherbase");
+    let shipped = repo.head();
     let exe = repo.build_host();
     let ctl = control_dir("build-otherbase");
     let mut host = Host::start(&exe, &ctl);
     assert_eq!(host.ask("deposit 100"), "Some(80)");
 
     // A later revision changed a type; the running host is still the first.
-    repo.edit(LEDGER, "    fee_percent: i64,\n}", "    fee_percent: i64,\n    owner: u32,\n}");
-    repo.edit(LEDGER, "fee_percent: 10,\n", "fee_percent: 10,\n            owner: 0,\n");
+    repo.edit(
+        LEDGER,
+        "    fee_percent: i64,\n}",
+        "    fee_percent: i64,\n    owner: u32,\n}",
+    );
+    repo.edit(
+        LEDGER,
+        "fee_percent: 10,\n",
+        "fee_percent: 10,\n            owner: 0,\n",
+    );
     let later = repo.commit("B: an owner");
     fix(&repo);
     let run = repo.hotfix(&ctl, &["build", "--base", &later]);
@@ -116,7 +191,38 @@ fn a_patch_made_against_another_revision_is_refused_by_the_running_host() {
             .contains("was built against other source of fixable_host: impl fixable_host::ledger::Ledger differs from the running host's"),
         "{applied:?}"
     );
-    assert_eq!(host.ask("deposit 100"), "Some(160)", "still the shipped code");
+    assert_eq!(
+        host.ask("deposit 100"),
+        "Some(160)",
+        "still the shipped code"
+    );
+
+    // A later revision changed only the body of the function the fix
+    // replaces: the crate's identity is the same, the replaced body is not.
+    repo.git(&["reset", "-q", "--hard", &shipped]);
+    repo.edit(
+        LEDGER,
+        "let fee = fee_of(amount, self.fee_percent);",
+        "let fee = fee_of(amount, self.fee_percent) + 0;",
+    );
+    let later = repo.commit("C: deposit rewritten");
+    fix(&repo);
+    let run = repo.hotfix(&ctl, &["build", "--base", &later]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let patch = built_file(&run);
+    let applied = repo.hotfix(&ctl, &["apply", &pid, &patch.display().to_string()]);
+    assert_eq!(applied.code, 1, "{applied:?}");
+    assert!(
+        applied
+            .stderr
+            .contains("was built against other source of `fixable_host::ledger::Ledger::deposit`"),
+        "{applied:?}"
+    );
+    assert_eq!(
+        host.ask("deposit 100"),
+        "Some(240)",
+        "still the shipped code"
+    );
 }
 
 #[test]
@@ -131,7 +237,7 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
             "amount * percent / 1000",
             "fn fee_of(",
             "the body of fn fixable_host::ledger::fee_of changed",
-            "(`fixable_host::ledger::Ledger::deposit`)",
+            "(`fixable_host::ledger::Ledger::deposit`, `fixable_host::ledger::Ledger::quote`)",
         ),
         (
             "    fee_percent: i64,\n}",
@@ -189,10 +295,22 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
         repo.edit(LEDGER, from, to);
         let run = repo.hotfix(&ctl, &["build", "--base", &base, "--dry-run"]);
         assert_eq!(run.code, 1, "{from} -> {to}: {run:?}");
-        let at = format!("host-refuse/src/ledger.rs:{}: {what}", line_of(&repo, marker));
-        assert!(run.stderr.contains(&at), "{from} -> {to}: expected `{at}`: {run:?}");
-        assert!(run.stderr.contains(todo), "{from} -> {to}: expected `{todo}`: {run:?}");
-        assert!(!run.stdout.contains("replace"), "no plan when refused: {run:?}");
+        let at = format!(
+            "host-refuse/src/ledger.rs:{}: {what}",
+            line_of(&repo, marker)
+        );
+        assert!(
+            run.stderr.contains(&at),
+            "{from} -> {to}: expected `{at}`: {run:?}"
+        );
+        assert!(
+            run.stderr.contains(todo),
+            "{from} -> {to}: expected `{todo}`: {run:?}"
+        );
+        assert!(
+            !run.stdout.contains("replace"),
+            "no plan when refused: {run:?}"
+        );
     }
 
     // A removed item, named at its line in the base revision.
@@ -223,7 +341,9 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
     let run = repo.hotfix(&ctl, &["build", "--base", &base]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.contains("host-refuse/Cargo.toml: changed, and a patch is built only from the Rust source"),
+        run.stderr.contains(
+            "host-refuse/Cargo.toml: changed, and a patch is built only from the Rust source"
+        ),
         "{run:?}"
     );
 
@@ -236,18 +356,29 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
     // Not a revision: a usage error.
     let run = repo.hotfix(&ctl, &["build", "--base", "no-such-rev"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("--base no-such-rev: no such commit"), "{run:?}");
+    assert!(
+        run.stderr.contains("--base no-such-rev: no such commit"),
+        "{run:?}"
+    );
 
     // The plan alone: printed, nothing built.
     fix(&repo);
     let out = repo.dir.join("target/never.so");
     let run = repo.hotfix(
         &ctl,
-        &["build", "--base", &base, "--dry-run", "-o", &out.display().to_string()],
+        &[
+            "build",
+            "--base",
+            &base,
+            "--dry-run",
+            "-o",
+            &out.display().to_string(),
+        ],
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.contains("replace fixable_host::ledger::Ledger::deposit")
+        run.stdout
+            .contains("replace fixable_host::ledger::Ledger::deposit")
             && run.stdout.contains("dry run: nothing built"),
         "{run:?}"
     );

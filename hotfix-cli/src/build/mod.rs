@@ -91,9 +91,15 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::Tool(format!("{}: {e}", dir.display())))?;
     }
-    std::fs::copy(&built, &out)
-        .map_err(|e| CliError::Tool(format!("copy {} to {}: {e}", built.display(), out.display())))?;
-    let bytes = std::fs::read(&out).map_err(|e| CliError::Tool(format!("{}: {e}", out.display())))?;
+    std::fs::copy(&built, &out).map_err(|e| {
+        CliError::Tool(format!(
+            "copy {} to {}: {e}",
+            built.display(),
+            out.display()
+        ))
+    })?;
+    let bytes =
+        std::fs::read(&out).map_err(|e| CliError::Tool(format!("{}: {e}", out.display())))?;
     println!(
         "built {} sha256 {}",
         out.display(),
@@ -119,7 +125,11 @@ fn pick<'r>(
         return Err(CliError::BuildRefused(format!(
             "package {p} has no changed #[patchable] function since {} (changed: {})",
             args.base,
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         )));
     }
     match review.crates.as_slice() {
@@ -148,7 +158,9 @@ fn write_plan(
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let tab_free = |s: &str, what: &str| {
         if s.contains(['\t', '\n']) {
-            Err(CliError::Usage(format!("{what} `{s}` holds a tab or newline")))
+            Err(CliError::Usage(format!(
+                "{what} `{s}` holds a tab or newline"
+            )))
         } else {
             Ok(s.to_owned())
         }

@@ -128,7 +128,12 @@ fn ignored(ws: &Workspace, repo: &Repo, rel: &Path) -> bool {
     if rel.extension().is_some_and(|e| e == "md") {
         return true;
     }
-    let settings = ["Cargo.toml", "Cargo.lock", "rust-toolchain", "rust-toolchain.toml"];
+    let settings = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain",
+        "rust-toolchain.toml",
+    ];
     if let Ok(in_ws) = abs.strip_prefix(&ws.root)
         && (settings.iter().any(|s| in_ws == Path::new(s)) || in_ws.starts_with(".cargo"))
     {

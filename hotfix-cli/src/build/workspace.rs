@@ -119,7 +119,12 @@ impl Repo {
         let mut c = git(dir);
         c.args(["rev-parse", "--show-toplevel"]);
         let top = PathBuf::from(text(output(c, "git rev-parse --show-toplevel").map_err(
-            |e| CliError::Usage(format!("{} is not in a git repository ({e})", dir.display())),
+            |e| {
+                CliError::Usage(format!(
+                    "{} is not in a git repository ({e})",
+                    dir.display()
+                ))
+            },
         )?));
         if rev.starts_with('-') {
             return Err(CliError::Usage(format!("`{rev}` is not a revision")));
@@ -169,7 +174,15 @@ impl Repo {
     /// (staged, unstaged and untracked), relative to the repository's top.
     pub fn changed_files(&self) -> Result<Vec<PathBuf>, CliError> {
         let mut c = git(&self.top);
-        c.args(["diff", "--name-only", "--no-renames", "-z", "--end-of-options", &self.commit, "--"]);
+        c.args([
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "--end-of-options",
+            &self.commit,
+            "--",
+        ]);
         let mut files = split_z(output(c, "git diff")?);
         let mut c = git(&self.top);
         c.args(["ls-files", "--others", "--exclude-standard", "-z"]);

@@ -161,10 +161,11 @@ fn compute(name: String, args: &rustc_args::RustcArgs) -> Identity {
     for (dep, artifact) in &args.externs {
         line(&format!("dependency {dep}"), &deps::version(artifact));
     }
-    let (source, items) = match root(args).and_then(|r| hotfix_source::digest::crate_items(&r, &name)) {
-        Ok(items) => items.digest_and_lines(),
-        Err(why) => (format!("unavailable: {why}"), String::new()),
-    };
+    let (source, items) =
+        match root(args).and_then(|r| hotfix_source::digest::crate_items(&r, &name)) {
+            Ok(items) => items.digest_and_lines(),
+            Err(why) => (format!("unavailable: {why}"), String::new()),
+        };
     Identity {
         name,
         build,
