@@ -347,6 +347,18 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
         "{run:?}"
     );
 
+    // A binary's source is no library code.
+    repo.reset();
+    fix(&repo);
+    repo.edit("src/main.rs", "ERR unknown", "ERR unknown command");
+    let run = repo.hotfix(&ctl, &["build", "--base", &base]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("host-refuse/src/main.rs: changed, and it is no module of a library crate"),
+        "{run:?}"
+    );
+
     // Nothing changed: nothing to patch.
     repo.reset();
     let run = repo.hotfix(&ctl, &["build", "--base", &base]);

@@ -85,6 +85,8 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
         return Ok(());
     }
 
+    // One build of a crate at a time: the plan file is the crate's.
+    let _lock = lock(&hotfix_dir.join("plan"), &lib.krate)?;
     let plan = write_plan(&hotfix_dir, lib, fix, &name, &version)?;
     let built = cargo_build::build(lib, &args.profile, &plan)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -98,6 +100,7 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
             out.display()
         ))
     })?;
+    verify(&out, fix)?;
     let bytes =
         std::fs::read(&out).map_err(|e| CliError::Tool(format!("{}: {e}", out.display())))?;
     println!(
@@ -106,6 +109,66 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
         hotfix_core::Digest::of(&bytes)
     );
     Ok(())
+}
+
+/// Reads the built patch as the loader does and checks that it replaces
+/// exactly the planned functions; removes it otherwise.
+fn verify(out: &Path, fix: &review::CrateFix) -> Result<(), CliError> {
+    let info = hotfix_core::inspect(out).map_err(|e| {
+        let _ = std::fs::remove_file(out);
+        CliError::BuildFailed(format!("the built patch is refused: {e}"))
+    })?;
+    if let Some(why) = &info.unreadable {
+        println!("  (targets not verified: {why}; `hotfix check` lists them against the host)");
+        return Ok(());
+    }
+    let bare = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let mut got: Vec<String> = info.targets.iter().map(|t| bare(&t.path)).collect();
+    let mut want: Vec<String> = fix
+        .fixes
+        .iter()
+        .map(|f| bare(f.name.trim_start_matches("fn ")))
+        .collect();
+    got.sort();
+    want.sort();
+    if got != want {
+        let _ = std::fs::remove_file(out);
+        return Err(CliError::BuildFailed(format!(
+            "the built patch replaces [{}], not the planned [{}]; nothing was written (report \
+             this: #[patchable] did not see the plan as `hotfix build` wrote it)",
+            got.join(", "),
+            want.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on `<dir>/<krate>.lock` while alive.
+struct Lock {
+    _file: std::fs::File,
+}
+
+fn lock(dir: &Path, krate: &str) -> Result<Lock, CliError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| CliError::Tool(format!("{}: {e}", dir.display())))?;
+    let path = dir.join(format!("{krate}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CliError::Tool(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; the lock is released
+    // when the file is closed (the Lock is dropped).
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(CliError::Tool(format!(
+            "lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(Lock { _file: file })
 }
 
 /// The one crate the patch is made of.

@@ -100,6 +100,15 @@ pub fn review(
         if covered.contains(f) || ignored(ws, repo, f) {
             continue;
         }
+        if f.extension().is_some_and(|e| e == "rs") {
+            out.refusals.push(format!(
+                "{}: changed, and it is no module of a library crate (a binary, a build \
+                 script, or a file no `mod` names): a patch carries only library code; revert \
+                 it (patchable code belongs in the package's library, see the README)",
+                f.display()
+            ));
+            continue;
+        }
         out.refusals.push(format!(
             "{}: changed, and a patch is built only from the Rust source of #[patchable] \
              crates; revert it (a change to a manifest, lockfile, build script, toolchain or \
