@@ -76,6 +76,18 @@
 //! is answered from a snapshot ([`control::snapshot`]) and never waits for an
 //! apply in progress. [`inspect`] reads a patch file without a host.
 //!
+//! # A patch from a fix written in place
+//!
+//! Instead of a patch crate, fix the bug in the host's own source and run
+//! `hotfix build --base REV` (REV: the revision the running host was built
+//! from). It refuses every change a patch cannot carry (anything but new
+//! bodies of `#[patchable]` functions and new private items they use), one
+//! line per item, then compiles the fixed crate as a `cdylib` in patch mode:
+//! replacements reach private fields and helpers as the original did, and the
+//! patch carries REV's crate identity, so the running host proves it was made
+//! against the source it runs. Only library crates are patched: keep
+//! `#[patchable]` code out of `main.rs`. See the README, section 3b.
+//!
 //! # What `#[patchable]` generates
 //!
 //! For each function: the original body under a hidden name; a slot (an atomic
