@@ -247,6 +247,13 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
             "cannot change a type the running host uses",
         ),
         (
+            "    Eur,\n    Usd,",
+            "    Usd,\n    Eur,",
+            "pub enum Currency",
+            "enum fixable_host::ledger::Currency changed",
+            "cannot change a type the running host uses",
+        ),
+        (
             "const LIMIT: i64 = 1_000_000;",
             "const LIMIT: i64 = 2_000_000;",
             "const LIMIT",
@@ -395,4 +402,35 @@ fn each_change_a_patch_cannot_carry_is_refused_with_its_line_and_what_to_do() {
         "{run:?}"
     );
     assert!(!out.exists(), "a dry run wrote {}", out.display());
+}
+
+#[test]
+fn a_fix_that_reaches_a_static_the_host_does_not_share_is_refused_when_applied() {
+    let repo = Repo::new("private");
+    let base = repo.head();
+    let exe = repo.build_host();
+    let ctl = control_dir("build-private");
+    let mut host = Host::start(&exe, &ctl);
+    fix(&repo);
+    repo.edit(
+        LEDGER,
+        "self.entries.push(net_of(amount, fee));",
+        "self.entries.push(net_of(amount, fee));\n        LAST.store(amount, Ordering::Relaxed);",
+    );
+    let run = repo.hotfix(&ctl, &["build", "--base", &base]);
+    assert_eq!(run.code, 0, "the review passes it: {run:?}");
+    let patch = built_file(&run);
+    let pid = host.pid.to_string();
+    let applied = repo.hotfix(&ctl, &["apply", &pid, &patch.display().to_string()]);
+    assert_eq!(applied.code, 1, "{applied:?}");
+    assert!(
+        applied.stderr.contains("fixable_host::ledger::LAST")
+            && applied.stderr.contains("Ledger::deposit"),
+        "the static and the replacement that reaches it: {applied:?}"
+    );
+    assert_eq!(
+        host.ask("deposit 100"),
+        "Some(80)",
+        "still the shipped code"
+    );
 }
