@@ -103,7 +103,12 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Server {
-        let mut child = Command::new(server_exe())
+        Server::start_exe(&server_exe(), args, env)
+    }
+
+    /// [`Server::start_with_env`] of the demo-server executable `exe`.
+    pub fn start_exe(exe: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
+        let mut child = Command::new(exe)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, *v)))
