@@ -11,15 +11,16 @@
 //! - `plain_via_fn_ptr`: the same through a function pointer the compiler
 //!   cannot see through (the baseline of the other pointer rows);
 //! - `patchable_unpatched`: a `#[patchable]` function with its original live:
-//!   the call loads the slot, which holds the NOP-padded entry, whose
-//!   `jmp rel32` reaches the original;
+//!   the call loads the slot, which holds the original, compares it with the
+//!   descriptor's `unpatched` and calls the original directly;
 //! - `patchable_unpatched_via_fn_ptr`: the same through a function pointer
 //!   (taken before any patch: it passes through the slot too);
 //! - `patchable_patched_bare`: the slot holds a plain replacement function;
 //! - `patchable_patched`: the slot holds the replacement a real patch exports:
 //!   the one `#[hotfix_core::patch]` generates (the body inside the panic guard);
-//! - `patchable_patched_via_fn_ptr`: as `patchable_patched`, through a pointer.
-//!
+//! - `patchable_patched_via_fn_ptr`: as `patchable_patched`, through a pointer;
+//! - `patchable_slot_on_entry`: the slot on the (unredirected) entry, whose
+//!   `jmp rel32` reaches the original;
 //! - `patchable_entry_patched`: the slot left on the entry, the entry
 //!   redirected to the bare replacement (the 2-byte NOP becomes a jump into
 //!   the pad, whose long jump reaches the replacement): what a call that
@@ -53,7 +54,11 @@
 //! instructions of (`hotfix-core/benches/callgrind.sh` does it all). With
 //! `HOTFIX_PAIRED=R` it times the same functions instead, 2,000,000 calls per
 //! row in each of `R` rounds, and prints each row's median time ratio to its
-//! baseline in the same round (a burst of load hits both alike).
+//! baseline in the same round (a burst of load hits both alike);
+//! `hotfix-core/benches/paired.sh` runs that in several processes and
+//! `hotfix-core/benches/per_call.sh` joins both into BENCHMARKS.md's table.
+//! The replacements return one more than the original (so they are not
+//! merged with it, and a patched row's sum shows that it ran).
 
 #[path = "slot_call/loops.rs"]
 mod loops;
@@ -74,8 +79,10 @@ fn plain_add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
-/// The same body, patchable.
+/// The same body, patchable (not inlined either: its wrapper's direct call of
+/// the original would otherwise take the original's body in, no call left).
 #[patchable]
+#[inline(never)]
 fn add(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
@@ -95,7 +102,10 @@ async fn async_add(a: i64, b: i64) -> i64 {
 /// Its replacement as a patch library writes it.
 #[hotfix_core::patch(crate::async_add)]
 async fn patched_async_add(a: i64, b: i64) -> i64 {
-    a.wrapping_add(b)
+    // One more than the original, in the same one instruction: not a copy
+    // of the original, which the compiler would merge with it (one address
+    // for both makes the slot look unpatched), and the result shows what ran.
+    a.wrapping_add(b).wrapping_add(1)
 }
 
 /// Polls a future that never waits to completion.
@@ -112,14 +122,20 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A bare replacement: what the slot dispatches to at the least.
 fn bare_replacement(a: i64, b: i64) -> i64 {
-    a.wrapping_add(b)
+    // One more than the original, in the same one instruction: not a copy
+    // of the original, which the compiler would merge with it (one address
+    // for both makes the slot look unpatched), and the result shows what ran.
+    a.wrapping_add(b).wrapping_add(1)
 }
 
 /// A replacement as a patch library writes it; the macro wraps it in the
 /// exported `__hotfix_replacement_patched_add` (body inside the panic guard).
 #[hotfix_core::patch(crate::add)]
 fn patched_add(a: i64, b: i64) -> i64 {
-    a.wrapping_add(b)
+    // One more than the original, in the same one instruction: not a copy
+    // of the original, which the compiler would merge with it (one address
+    // for both makes the slot look unpatched), and the result shows what ran.
+    a.wrapping_add(b).wrapping_add(1)
 }
 
 /// The descriptor of the `#[patchable]` function `name`, as the runtime finds it.
@@ -190,13 +206,13 @@ fn bench(c: &mut Criterion) {
     });
 
     set_live(bare_replacement as *const ());
-    assert_eq!(add(2, 3), 5);
+    assert_eq!(add(2, 3), 6);
     g.bench_function("patchable_patched_bare", |b| {
         b.iter(|| add(black_box(20), black_box(22)))
     });
 
     set_live(entry.replacement);
-    assert_eq!(add(2, 3), 5);
+    assert_eq!(add(2, 3), 6);
     g.bench_function("patchable_patched", |b| {
         b.iter(|| add(black_box(20), black_box(22)))
     });
@@ -251,7 +267,7 @@ fn bench_more(c: &mut Criterion) {
         "the slot on the entry, the entry's jump taken"
     );
     redirect(bare_replacement as *const ());
-    assert_eq!(add(5, 3), 8);
+    assert_eq!(add(5, 3), 9);
     g.bench_function("patchable_entry_patched", |b| {
         b.iter(|| add(black_box(20), black_box(22)))
     });
@@ -269,7 +285,7 @@ fn bench_more(c: &mut Criterion) {
         b.iter(|| block_on(async_add(black_box(20), black_box(22))))
     });
     set_live_async(patch_entry_of("async_add").replacement);
-    assert_eq!(block_on(async_add(2, 3)), 5);
+    assert_eq!(block_on(async_add(2, 3)), 6);
     g.bench_function("async_patched", |b| {
         b.iter(|| block_on(async_add(black_box(20), black_box(22))))
     });

@@ -216,10 +216,11 @@ pub struct FnDesc {
     /// [`FnDesc::unpatched`] while no replacement is live, the top-most
     /// replacement otherwise.
     pub slot: AtomicPtr<()>,
-    /// What the slot holds while nothing replaces the function: the original
-    /// (a sync call then costs one load more than a plain call), or for an
-    /// `async fn` the entry (the address its wrapper compares the slot with,
-    /// to run the original's future inline).
+    /// What the slot holds while nothing replaces the function: the original,
+    /// or for an `async fn` the entry. The wrapper compares the slot with it
+    /// and, equal, calls the original directly (a direct call costs what a
+    /// plain call costs; an indirect one a cycle more), or for an `async fn`
+    /// runs the original's future inline.
     pub unpatched: *const (),
     /// Path and fingerprints.
     pub meta: &'static FnMeta,

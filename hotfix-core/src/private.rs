@@ -68,6 +68,13 @@ pub fn load(slot: &AtomicPtr<()>) -> *const () {
     slot.load(Ordering::Acquire) as *const ()
 }
 
+/// Marks the path it is called on as the unlikely one (a replacement is
+/// live), so the compiler lays out the original's direct call as the
+/// straight-line path: the stable form of `core::hint::cold_path`.
+#[cold]
+#[inline(always)]
+pub fn patched_path() {}
+
 /// A plain function in another crate than its callers: the baseline of
 /// benchmarks for a call across crates (in a position-independent executable
 /// such calls load their target from the GOT, like the call to a patchable

@@ -133,7 +133,11 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let orig_attrs: Vec<_> = user
         .attrs
         .iter()
-        .filter(|a| a.path().is_ident("allow") || a.path().is_ident("expect"))
+        .filter(|a| {
+            ["allow", "expect", "inline", "cold"]
+                .iter()
+                .any(|n| a.path().is_ident(n))
+        })
         .collect();
     let hidden = quote!(#[doc(hidden)] #[allow(non_snake_case, clippy::all, clippy::pedantic)]);
     let call_unsafe = unsafety.map(|_| quote!(unsafe));
@@ -214,8 +218,8 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
     let cross = format_ident!("__hotfix_cross_{}", uniq);
     let allow = quote!(#[doc(hidden)] #[allow(non_snake_case, non_camel_case_types, non_upper_case_globals, improper_ctypes, improper_ctypes_definitions, clippy::all)]);
     let asm = entry_asm(&entry_sym, &orig_path);
-    // An unpatched slot: the original (one load more than a plain call), or
-    // for an `async fn` the entry, which its wrapper compares the slot with.
+    // An unpatched slot: the original, or for an `async fn` the entry; the
+    // wrapper compares the slot with it and calls the original directly.
     let unpatched = if is_async {
         quote!(#entry)
     } else {
@@ -303,6 +307,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
         fn_ty: &fn_alias_ty,
         desc: &desc,
         entry: &entry,
+        original: &orig_path,
         inner: &inner_path,
         not_send: opts.not_send,
     }

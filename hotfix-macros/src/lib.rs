@@ -47,6 +47,11 @@ fn options(attr: TokenStream) -> syn::Result<expand::Options> {
 }
 
 /// Makes a function (or every method of an `impl` block) patchable at run time.
+///
+/// A call loads the function's slot and, while it holds the original, calls
+/// the original directly (the compiler may inline it there as it would a
+/// plain function: `#[inline]`, `#[inline(never)]` and `#[cold]` written on the
+/// function apply to the original); otherwise it calls what the slot holds.
 #[proc_macro_attribute]
 pub fn patchable(attr: TokenStream, item: TokenStream) -> TokenStream {
     let opts = match options(attr) {

@@ -1,6 +1,7 @@
 //! The function users call, under the name and signature they wrote: one
-//! `Acquire` load of the slot and a call of what it holds (for an `async fn`,
-//! the original's future inline while nothing replaces it).
+//! `Acquire` load of the slot, compared with the original; equal, a direct
+//! call of the original (for an `async fn`, its future inline), otherwise a
+//! call of what the slot holds.
 
 use crate::asyncfn;
 use crate::expand::UserFn;
@@ -43,18 +44,23 @@ pub struct Wrapper<'a> {
     pub fn_ty: &'a TokenStream,
     pub desc: &'a syn::Ident,
     pub entry: &'a syn::Ident,
+    /// Path of the original (sync only).
+    pub original: &'a TokenStream,
     /// Path of the original `async fn` (async only).
     pub inner: &'a TokenStream,
     pub not_send: bool,
 }
 
 impl Wrapper<'_> {
-    /// Sync: one `Acquire` load of the slot and a call of what it holds.
-    /// Async: the original's future inline while the slot holds the entry,
+    /// Sync: one `Acquire` load of the slot; while it holds the original, a
+    /// direct call of the original (on x86-64 an indirect call costs a cycle
+    /// more than a direct one even when predicted: BENCHMARKS.md), otherwise a
+    /// call of what it holds. Async: the original's future inline while the slot holds the entry,
     /// the future the slot's function boxes otherwise.
     pub fn expand(&self) -> TokenStream {
         let (mut sig, fwd) = forwarding(self.user.sig);
         let (fn_ty, desc, entry, inner) = (self.fn_ty, self.desc, self.entry, self.inner);
+        let original = self.original;
         let vis = self.user.vis;
         let attrs = self
             .user
@@ -86,6 +92,7 @@ impl Wrapper<'_> {
                     // SAFETY: forwards this function's own contract unchanged.
                     ::hotfix_core::__private::AsyncCall::Inline(#call_unsafe { #inner(#(#fwd),*) })
                 } else {
+                    ::hotfix_core::__private::patched_path();
                     #load
                     // SAFETY: forwards this function's own contract unchanged.
                     let __hotfix_b = #call_unsafe { __hotfix_f(#(#fwd),*) };
@@ -99,9 +106,19 @@ impl Wrapper<'_> {
         } else {
             quote! {
                 let __hotfix_p = ::hotfix_core::__private::load(&#desc.slot);
-                #load
-                // SAFETY: forwards this function's own contract unchanged.
-                #call_unsafe { __hotfix_f(#(#fwd),*) }
+                // Compared with the descriptor's copy of the original's
+                // address, not with `original as *const ()`: the compiler
+                // may merge identical functions and give one function two
+                // addresses, which would send every call the slow way.
+                if ::core::ptr::eq(__hotfix_p, #desc.unpatched) {
+                    // SAFETY: forwards this function's own contract unchanged.
+                    #call_unsafe { #original(#(#fwd),*) }
+                } else {
+                    ::hotfix_core::__private::patched_path();
+                    #load
+                    // SAFETY: forwards this function's own contract unchanged.
+                    #call_unsafe { __hotfix_f(#(#fwd),*) }
+                }
             }
         };
         quote! {

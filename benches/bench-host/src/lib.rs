@@ -1,7 +1,9 @@
 //! The functions of the per-call benchmark. Every variant has the same body:
 //! `plain_*` are ordinary `#[inline(never)]` functions (the baseline), the
 //! others are `#[patchable]`, one per way of patching them, so patching one
-//! never changes another's row.
+//! never changes another's row. The `#[patchable]` ones are `#[inline(never)]`
+//! too: an unpatched call calls the original directly, and the compiler would
+//! otherwise be free to inline it where the baseline must call.
 //!
 //! Shipped bodies subtract / lower-case; the patches (and `plain_*`) add /
 //! upper-case: the same work either way. Each body also clamps with its own
@@ -28,12 +30,14 @@ pub fn plain_string(mut s: String) -> String {
 
 /// Patched by the `patch-slot` cdylib (`Strategy::Slot`).
 #[patchable]
+#[inline(never)]
 pub fn slot_add(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b).min(u64::MAX - 2)
 }
 
 /// Patched by the `patch-slot` cdylib (`Strategy::Slot`).
 #[patchable]
+#[inline(never)]
 pub fn slot_string(mut s: String) -> String {
     s.make_ascii_lowercase();
     s.truncate(1000 + 11);
@@ -42,12 +46,14 @@ pub fn slot_string(mut s: String) -> String {
 
 /// Patched by the `patch-entry` cdylib (`Strategy::Entry`).
 #[patchable]
+#[inline(never)]
 pub fn entry_add(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b).min(u64::MAX - 3)
 }
 
 /// Patched by the `patch-entry` cdylib (`Strategy::Entry`).
 #[patchable]
+#[inline(never)]
 pub fn entry_string(mut s: String) -> String {
     s.make_ascii_lowercase();
     s.truncate(1000 + 12);
@@ -56,12 +62,14 @@ pub fn entry_string(mut s: String) -> String {
 
 /// Patched in-process by a store into its slot (what `apply` does).
 #[patchable]
+#[inline(never)]
 pub fn store_add(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b).min(u64::MAX - 4)
 }
 
 /// Patched in-process by a store into its slot (what `apply` does).
 #[patchable]
+#[inline(never)]
 pub fn store_string(mut s: String) -> String {
     s.make_ascii_lowercase();
     s.truncate(1000 + 13);
@@ -70,12 +78,14 @@ pub fn store_string(mut s: String) -> String {
 
 /// Patched in-process by `arch::redirect_entry` (what `Strategy::Entry` does).
 #[patchable]
+#[inline(never)]
 pub fn redirect_add(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b).min(u64::MAX - 5)
 }
 
 /// Patched in-process by `arch::redirect_entry` (what `Strategy::Entry` does).
 #[patchable]
+#[inline(never)]
 pub fn redirect_string(mut s: String) -> String {
     s.make_ascii_lowercase();
     s.truncate(1000 + 14);
@@ -144,12 +154,14 @@ pub fn repl_string(mut s: String) -> String {
 /// Patched in-process by a store of `repl_guarded_add`: the replacement as
 /// `#[patch]` generates it (body inside the panic guard), without a cdylib.
 #[patchable]
+#[inline(never)]
 pub fn guarded_add(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b).min(u64::MAX - 19)
 }
 
 /// As `guarded_add`, with a `String`.
 #[patchable]
+#[inline(never)]
 pub fn guarded_string(mut s: String) -> String {
     s.make_ascii_lowercase();
     s.truncate(1000 + 20);
