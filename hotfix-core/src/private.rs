@@ -70,7 +70,8 @@ pub fn load(slot: &AtomicPtr<()>) -> *const () {
 
 /// Marks the path it is called on as the unlikely one (a replacement is
 /// live), so the compiler lays out the original's direct call as the
-/// straight-line path: the stable form of `core::hint::cold_path`.
+/// straight-line path. A `#[cold]` function: `core::hint::cold_path` says the
+/// same but is stable only in releases newer than this crate's `rust-version`.
 #[cold]
 #[inline(always)]
 pub fn patched_path() {}
