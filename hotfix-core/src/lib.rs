@@ -96,8 +96,9 @@
 //! apply in progress); a NOP-padded entry laid out like libpulp's (14 bytes of
 //! NOP, a 2-byte NOP at the entry, then a direct jump to the original), which
 //! the entry strategy redirects too; the wrapper under the function's name
-//! loads the slot and calls what it holds, so every call and every function
-//! pointer passes through the slot; and a registration the runtime finds
+//! loads the slot and, while it holds the original, calls the original
+//! directly (a plain call's cost), otherwise calls what it holds, so every
+//! call and every function pointer reads the slot; and a registration the runtime finds
 //! through the linker, without any list: the function's path, a fingerprint of
 //! its signature (types as written, size and alignment of every argument and of
 //! the result) and one of its body.
