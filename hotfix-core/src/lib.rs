@@ -98,10 +98,10 @@
 //! the entry strategy redirects too; the wrapper under the function's name
 //! loads the slot and, while it holds the original, calls the original
 //! directly (a plain call's cost), otherwise calls what it holds, so every
-//! call and every function pointer reads the slot; and a registration the runtime finds
-//! through the linker, without any list: the function's path, a fingerprint of
-//! its signature (types as written, size and alignment of every argument and of
-//! the result) and one of its body.
+//! call and every function pointer reads the slot; and a registration the
+//! runtime finds through the linker, without any list: the function's path, a
+//! fingerprint of its signature (types as written, size and alignment of every
+//! argument and of the result) and one of its body.
 //!
 //! It works on free functions, on every method of an `impl` block (inherent or
 //! trait; put `#[patchable]` on the block, and optionally on some methods to

@@ -1,7 +1,7 @@
 //! The function users call, under the name and signature they wrote: one
-//! `Acquire` load of the slot, compared with the original; equal, a direct
-//! call of the original (for an `async fn`, its future inline), otherwise a
-//! call of what the slot holds.
+//! `Acquire` load of the slot, compared with what it holds while nothing
+//! replaces the function; equal, a direct call of the original (for an
+//! `async fn`, its future inline), otherwise a call of what the slot holds.
 
 use crate::asyncfn;
 use crate::expand::UserFn;
@@ -43,7 +43,6 @@ pub struct Wrapper<'a> {
     /// inside a function with a lifetime `'a` would shadow it).
     pub fn_ty: &'a TokenStream,
     pub desc: &'a syn::Ident,
-    pub entry: &'a syn::Ident,
     /// Path of the original (sync only).
     pub original: &'a TokenStream,
     /// Path of the original `async fn` (async only).
@@ -52,15 +51,17 @@ pub struct Wrapper<'a> {
 }
 
 impl Wrapper<'_> {
-    /// Sync: one `Acquire` load of the slot; while it holds the original, a
-    /// direct call of the original (on x86-64 an indirect call costs a cycle
-    /// more than a direct one even when predicted: BENCHMARKS.md), otherwise a
-    /// call of what it holds. Async: the original's future inline while the slot holds the entry,
-    /// the future the slot's function boxes otherwise.
+    /// One `Acquire` load of the slot, compared with the descriptor's
+    /// `unpatched` (not with the original's address as this code would take
+    /// it: the compiler may merge identical functions and give one function
+    /// two addresses, which would send every call the slow way). Equal: sync,
+    /// a direct call of the original (on x86-64 an indirect call costs a cycle
+    /// more than a direct one even when predicted: BENCHMARKS.md); async, the
+    /// original's future inline. Otherwise a call of what the slot holds (for
+    /// an `async fn`, the future it boxes).
     pub fn expand(&self) -> TokenStream {
         let (mut sig, fwd) = forwarding(self.user.sig);
-        let (fn_ty, desc, entry, inner) = (self.fn_ty, self.desc, self.entry, self.inner);
-        let original = self.original;
+        let (fn_ty, desc, original, inner) = (self.fn_ty, self.desc, self.original, self.inner);
         let vis = self.user.vis;
         let attrs = self
             .user
@@ -88,7 +89,7 @@ impl Wrapper<'_> {
             sig.output = syn::parse_quote_spanned!(span=> -> impl ::core::future::Future<Output = #out> #send);
             quote! {
                 let __hotfix_p = ::hotfix_core::__private::load(&#desc.slot);
-                if ::core::ptr::eq(__hotfix_p, #entry as *const ()) {
+                if ::core::ptr::eq(__hotfix_p, #desc.unpatched) {
                     // SAFETY: forwards this function's own contract unchanged.
                     ::hotfix_core::__private::AsyncCall::Inline(#call_unsafe { #inner(#(#fwd),*) })
                 } else {
@@ -106,10 +107,6 @@ impl Wrapper<'_> {
         } else {
             quote! {
                 let __hotfix_p = ::hotfix_core::__private::load(&#desc.slot);
-                // Compared with the descriptor's copy of the original's
-                // address, not with `original as *const ()`: the compiler
-                // may merge identical functions and give one function two
-                // addresses, which would send every call the slow way.
                 if ::core::ptr::eq(__hotfix_p, #desc.unpatched) {
                     // SAFETY: forwards this function's own contract unchanged.
                     #call_unsafe { #original(#(#fwd),*) }
