@@ -57,14 +57,16 @@
 //! baseline in the same round (a burst of load hits both alike);
 //! `hotfix-core/benches/paired.sh` runs that in several processes and
 //! `hotfix-core/benches/per_call.sh` joins both into BENCHMARKS.md's table.
-//! The replacements return one more than the original (so they are not
-//! merged with it, and a patched row's sum shows that it ran).
+//! The replacements return one more than the original, in the same one
+//! instruction: a copy of the original would be merged with it (one address
+//! for both makes the slot look unpatched), and a patched row's sum shows that
+//! the replacement ran.
 
 #[path = "slot_call/loops.rs"]
 mod loops;
 
 use criterion::Criterion;
-use hotfix_core::__private::{FnDesc, PatchEntry, entries, host_fns};
+use hotfix_core::__private::{FnDesc, PatchEntry, entries, host_fn};
 use hotfix_core::patchable;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -102,9 +104,7 @@ async fn async_add(a: i64, b: i64) -> i64 {
 /// Its replacement as a patch library writes it.
 #[hotfix_core::patch(crate::async_add)]
 async fn patched_async_add(a: i64, b: i64) -> i64 {
-    // One more than the original, in the same one instruction: not a copy
-    // of the original, which the compiler would merge with it (one address
-    // for both makes the slot look unpatched), and the result shows what ran.
+    // One more than the original (module docs: not merged with it).
     a.wrapping_add(b).wrapping_add(1)
 }
 
@@ -122,9 +122,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A bare replacement: what the slot dispatches to at the least.
 fn bare_replacement(a: i64, b: i64) -> i64 {
-    // One more than the original, in the same one instruction: not a copy
-    // of the original, which the compiler would merge with it (one address
-    // for both makes the slot look unpatched), and the result shows what ran.
+    // One more than the original (module docs: not merged with it).
     a.wrapping_add(b).wrapping_add(1)
 }
 
@@ -132,19 +130,14 @@ fn bare_replacement(a: i64, b: i64) -> i64 {
 /// exported `__hotfix_replacement_patched_add` (body inside the panic guard).
 #[hotfix_core::patch(crate::add)]
 fn patched_add(a: i64, b: i64) -> i64 {
-    // One more than the original, in the same one instruction: not a copy
-    // of the original, which the compiler would merge with it (one address
-    // for both makes the slot look unpatched), and the result shows what ran.
+    // One more than the original (module docs: not merged with it).
     a.wrapping_add(b).wrapping_add(1)
 }
 
 /// The descriptor of the `#[patchable]` function `name`, as the runtime finds it.
 fn desc_of(name: &str) -> &'static FnDesc {
     let path = format!("{}::{name}", module_path!());
-    host_fns()
-        .iter()
-        .find(|d| d.meta.path == path)
-        .unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
+    host_fn(&path).unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
 }
 
 /// The descriptor of `add`.

@@ -44,6 +44,11 @@ pub fn host_fns() -> &'static [FnDesc] {
     &FNS
 }
 
+/// The `#[patchable]` function of this build registered under `path`.
+pub fn host_fn(path: &str) -> Option<&'static FnDesc> {
+    host_fns().iter().find(|d| d.meta.path == path)
+}
+
 /// Registry accessor: the `#[shared]` statics of this build.
 pub fn shared() -> &'static [SharedDesc] {
     &SHARED

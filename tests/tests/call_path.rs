@@ -10,7 +10,7 @@
 //! strategy (`slot.store(replacement, Release)`); the runtime's own apply and
 //! revert are tested end to end in `core_apply.rs` and the demo tests.
 
-use hotfix_core::__private::{FnDesc, host_fns};
+use hotfix_core::__private::{FnDesc, host_fn};
 use hotfix_core::patchable;
 use std::sync::atomic::Ordering;
 
@@ -94,10 +94,7 @@ fn sum_of(calls: u64) -> u64 {
 
 fn desc(name: &str) -> &'static FnDesc {
     let path = format!("{}::{name}", module_path!());
-    host_fns()
-        .iter()
-        .find(|d| d.meta.path == path)
-        .unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
+    host_fn(&path).unwrap_or_else(|| panic!("no #[patchable] {path} in this binary"))
 }
 
 fn set(name: &str, f: *const ()) {

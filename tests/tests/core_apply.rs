@@ -149,10 +149,7 @@ fn entry_strategy_redirects_the_entry_and_revert_restores_it() {
     use hotfix_core::{ApplyOptions, Strategy};
     let _g = serial();
     let good = build_patch("good");
-    let desc = hotfix_core::__private::host_fns()
-        .iter()
-        .find(|d| d.meta.path == "fixture_host::sum")
-        .expect("sum is registered");
+    let desc = hotfix_core::__private::host_fn("fixture_host::sum").expect("sum is registered");
     let entry = desc.entry as *const u8;
     assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
     rt().apply_with(

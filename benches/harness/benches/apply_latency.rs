@@ -75,12 +75,10 @@ fn check_patched(n: usize, patched: bool) {
 /// generated functions have no table of their own).
 fn call(i: usize, a: u64, b: u64) -> u64 {
     let path = format!("many_host::{}::f{i}", benchgen::module_of(i));
-    let d = hotfix_core::__private::host_fns()
-        .iter()
-        .find(|d| d.meta.path == path)
-        .unwrap_or_else(|| panic!("{path} not registered"));
-    // As the function's own wrapper does: call what its slot holds (the
-    // entry stub jumps straight to the original, past the slot).
+    let d =
+        hotfix_core::__private::host_fn(&path).unwrap_or_else(|| panic!("{path} not registered"));
+    // As the function's own wrapper does once patched: call what its slot
+    // holds (the original while nothing replaces it).
     let target = d.slot.load(std::sync::atomic::Ordering::Acquire);
     // SAFETY: the slot of a `fn(u64, u64) -> u64` holds an implementation of
     // that signature (the original or a replacement with its fingerprint).

@@ -103,10 +103,7 @@ mod hot_lib {
 }
 
 fn desc(path: &str) -> &'static hotfix_core::__private::FnDesc {
-    hotfix_core::__private::host_fns()
-        .iter()
-        .find(|d| d.meta.path == path)
-        .unwrap_or_else(|| panic!("{path} is not registered"))
+    hotfix_core::__private::host_fn(path).unwrap_or_else(|| panic!("{path} is not registered"))
 }
 
 // -------------------------------------------------------------------- rows
