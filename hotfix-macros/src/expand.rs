@@ -306,6 +306,7 @@ pub fn expand(user: UserFn<'_>, owner: Owner<'_>, opts: Options) -> syn::Result<
         user: &user,
         fn_ty: &fn_alias_ty,
         desc: &desc,
+        entry: &entry,
         original: &orig_path,
         inner: &inner_path,
         not_send: opts.not_send,
