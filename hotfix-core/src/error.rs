@@ -283,6 +283,51 @@ pub enum Error {
     )]
     Unproven { patch: String, reason: String },
 
+    /// A linked patch file is damaged or not one `hotfix build` makes.
+    #[error(
+        "refusing linked patch {path}: {reason}; it is damaged or was not made by `hotfix build`: rebuild it"
+    )]
+    LinkedInvalid { path: PathBuf, reason: String },
+
+    /// A linked patch was built by another compiler or for another target.
+    #[error(
+        "patch {patch} was built by another {what}: `{patch_value}` in the patch, `{host_value}` in the running host; build it with the host's toolchain (`hotfix build --pid PID`)"
+    )]
+    LinkedBuiltElsewhere {
+        patch: String,
+        what: &'static str,
+        patch_value: String,
+        host_value: String,
+    },
+
+    /// The base build a linked patch carries is not the code the host runs.
+    #[error(
+        "patch {patch} was not built from the code this host runs: function {function} ({symbol}): {reason}; build it with `hotfix build --base REV --pid PID`, REV being the revision the host was built from"
+    )]
+    LinkedUnproven {
+        patch: String,
+        function: String,
+        symbol: String,
+        reason: String,
+    },
+
+    /// A symbol of a linked patch cannot be linked into the host.
+    #[error("patch {patch} cannot be linked into this host: symbol {function} ({symbol}): {reason}")]
+    LinkedUnresolved {
+        patch: String,
+        function: String,
+        symbol: String,
+        reason: String,
+    },
+
+    /// A replacement of a linked patch does not match its target.
+    #[error("patch {patch} cannot replace {target}: {reason}")]
+    LinkedTarget {
+        patch: String,
+        target: String,
+        reason: String,
+    },
+
     /// The patch has no symbol table to check.
     #[error(
         "patch {path} has no symbol table (stripped?): hotfix cannot prove it holds no private copies of host statics; build it without `strip`"

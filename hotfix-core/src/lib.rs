@@ -208,6 +208,7 @@ pub mod control;
 mod digest;
 mod error;
 mod fingerprint;
+pub mod linked;
 mod foreign_patch;
 mod host;
 mod loader;

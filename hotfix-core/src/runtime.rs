@@ -154,6 +154,12 @@ impl Runtime {
             }
         }
         let digest = checked.digest;
+        if crate::linked::is_linked_patch(&checked.bytes) {
+            // Nothing of a linked patch runs or stays mapped when it is refused.
+            let patch = crate::linked::load(checked)?;
+            let mut state = self.lock();
+            return Ok(state.loaded.entry(patch.digest).or_insert(patch).clone());
+        }
         match loader::load(checked) {
             Ok(patch) => {
                 let mut state = self.lock();
@@ -203,7 +209,7 @@ impl Runtime {
         // functions) before the hook; the hook (it may veto) before any write;
         // a failed write undoes the hook through on_revert.
         let plan = plan_apply(state, patch, opts)?;
-        if let Some(hook) = patch.registry.on_apply
+        if let Some(hook) = patch.hooks.on_apply
             && let Err(reason) = hook()
         {
             return Err(Error::Vetoed {
@@ -212,10 +218,10 @@ impl Runtime {
             });
         }
         if let Err(e) = state.code.write(plan, &label) {
-            if patch.registry.on_apply.is_none() {
+            if patch.hooks.on_apply.is_none() {
                 return Err(e);
             }
-            let hook = match patch.registry.on_revert.map(|undo| undo()) {
+            let hook = match patch.hooks.on_revert.map(|undo| undo()) {
                 None => {
                     "the patch has no on_revert hook, so whatever on_apply changed stays changed"
                         .to_owned()
@@ -297,7 +303,7 @@ impl Runtime {
         state.code.sync(&next, &patch_label(&patch))?;
         let removed = state.stack.remove(pos);
         relink(&state.stack, patch.entries.iter().map(|r| r.host));
-        if let Some(hook) = patch.registry.on_revert
+        if let Some(hook) = patch.hooks.on_revert
             && let Err(reason) = hook()
         {
             tracing::error!(patch = %patch_label(&patch), id = %patch.id, %reason, "patch reverted, but its on_revert hook failed");

@@ -19,6 +19,8 @@
 pub mod x86_64;
 
 #[cfg(target_arch = "x86_64")]
+pub use self::x86_64::reloc;
+#[cfg(target_arch = "x86_64")]
 pub use self::x86_64::{
     ENTRY_PAD_LEN, ScratchRegister, TrampolinePlan, check_entry, check_jump_target, code_refs,
     context_pc_sp, is_plt_stub, plan_trampoline, redirect_entry, restore_entry, serialize_core,

@@ -172,7 +172,7 @@ fn check(runtime: &Runtime, file: &str) -> crate::Result<CheckReport> {
         version: patch.version().to_owned(),
         file: patch.source().display().to_string(),
         sha256: patch.digest().to_string(),
-        apply_hook: patch.registry.on_apply.is_some(),
+        apply_hook: patch.hooks.on_apply.is_some(),
         targets: patch.targets().into_iter().map(target).collect(),
         foreign: patch.foreign_targets().into_iter().map(target).collect(),
     })

@@ -51,11 +51,11 @@ mod registry;
 mod static_registry;
 
 pub use file_check::DEFAULT_MAX_PATCH_SIZE;
-pub(crate) use file_check::check_mode;
+pub(crate) use file_check::{CheckedFile, check_mode};
 
 pub use inspect::{BuildInfo, PatchInfo, TargetInfo, inspect};
 
-use crate::abi::{FnDesc, ForeignEntry, PatchEntry, RegistryV1};
+use crate::abi::{FnDesc, ForeignEntry, PatchEntry};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::host::{self, HOST_API};
@@ -67,6 +67,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Identifies one loaded patch library for the life of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PatchId(pub u64);
+
+impl PatchId {
+    /// A new id, never given before in this process.
+    pub(crate) fn next() -> PatchId {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        PatchId(IDS.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What a patch runs around its apply and revert.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Hooks {
+    /// Runs after every check and before any write; may veto.
+    pub on_apply: Option<fn() -> crate::abi::HookResult>,
+    /// Runs after a revert, or to undo `on_apply` when the apply failed.
+    pub on_revert: Option<fn() -> crate::abi::HookResult>,
+}
 
 impl std::fmt::Display for PatchId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +105,7 @@ pub struct LoadedPatch {
     pub(crate) version: String,
     pub(crate) source: PathBuf,
     pub(crate) digest: Digest,
-    pub(crate) registry: &'static RegistryV1,
+    pub(crate) hooks: Hooks,
     pub(crate) entries: Vec<Resolved>,
     /// Index into `entries` by the target's descriptor address.
     pub(crate) by_target: HashMap<usize, usize>,
@@ -99,6 +116,34 @@ pub struct LoadedPatch {
 }
 
 impl LoadedPatch {
+    /// A patch without foreign replacements, from its checked file.
+    pub(crate) fn new(
+        id: PatchId,
+        name: String,
+        version: String,
+        checked: CheckedFile,
+        entries: Vec<Resolved>,
+        hooks: Hooks,
+    ) -> LoadedPatch {
+        let by_target = entries
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.host as *const FnDesc as usize, i))
+            .collect();
+        LoadedPatch {
+            id,
+            name,
+            version,
+            source: checked.source,
+            digest: checked.digest,
+            hooks,
+            entries,
+            by_target,
+            foreign: &[],
+            foreign_found: Vec::new(),
+        }
+    }
+
     /// The patch's id.
     pub fn id(&self) -> PatchId {
         self.id
@@ -244,8 +289,7 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
         .map(|(entry, host)| Resolved { entry, host })
         .collect();
     bind(&label, &live, &entries).map_err(LoadError::after_dlopen)?;
-    static IDS: AtomicU64 = AtomicU64::new(1);
-    let id = PatchId(IDS.fetch_add(1, Ordering::Relaxed));
+    let id = PatchId::next();
     tracing::debug!(patch = %label, %id, digest = %checked.digest, file = %src.display(), "patch loaded and bound");
     let by_target = entries
         .iter()
@@ -259,7 +303,10 @@ pub(crate) fn load(checked: file_check::CheckedFile) -> Result<Arc<LoadedPatch>,
         version: parsed.version,
         source: checked.source,
         digest: checked.digest,
-        registry: live.registry,
+        hooks: Hooks {
+            on_apply: live.registry.on_apply,
+            on_revert: live.registry.on_revert,
+        },
         entries,
         foreign: live.foreign,
         foreign_found,

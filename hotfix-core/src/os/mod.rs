@@ -16,6 +16,7 @@ pub use linux::{
         MembarrierSupport, SyncCoreMethod, force_sync_core_method, probe_membarrier, sync_core,
         sync_core_method,
     },
+    near_map::NearMap,
     peek::peek,
     protect::page_size,
     threads::{

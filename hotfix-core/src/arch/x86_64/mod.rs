@@ -7,6 +7,7 @@ pub mod decode;
 pub mod encode;
 pub mod entry;
 pub mod refs;
+pub mod reloc;
 pub mod window;
 
 pub use clobbers::{is_plt_stub, untouched_caller_saved};

@@ -4,6 +4,7 @@ pub mod code_write;
 pub mod maps;
 mod maps_snapshot;
 pub mod membarrier;
+pub mod near_map;
 pub mod peek;
 pub mod protect;
 mod stop_handler;

@@ -1,0 +1,34 @@
+//! Linked patches: only the code that changed, linked into the running host.
+//!
+//! A linked patch (made by `hotfix build --pid`) is an ELF relocatable
+//! object holding the functions whose code changed between the base build
+//! and the fixed build, and what they need that the host lacks; every other
+//! reference (functions, statics, thread-locals, std, tokio, the allocator,
+//! the panic machinery) resolves to the running host's own instance, by
+//! symbol. There is no second copy of anything, so nothing needs a bridge.
+//!
+//! The walk from the file to the bound patch goes forward only:
+//! 1. read: the file, bounded and owner-checked, and its signature where keys
+//!    are trusted (done by the runtime before this module is entered);
+//! 2. parse ([`parse`]): the object and its registry ([`format`]), every
+//!    length, index and offset checked, into owned data;
+//! 3. prove ([`prove`]): the base build's bytes of every replaced and
+//!    referenced function equal the running host's (relocations masked);
+//! 4. resolve ([`resolve`]): every symbol to the patch, the host or a loaded
+//!    library, or refused by name;
+//! 5. link ([`link`]): mapped within reach of the host's code, relocated,
+//!    protected; nothing of it has run;
+//! 6. bind ([`bind`]): each replacement matched to its `#[patchable]` slot and
+//!    the unwind table registered; the runtime then swaps the slots.
+
+pub mod format;
+mod bind;
+mod host_symbols;
+mod link;
+mod parse;
+mod prove;
+mod resolve;
+mod unwind;
+
+pub(crate) use bind::load;
+pub use parse::is_linked_patch;
