@@ -101,9 +101,17 @@ enum Cmd {
         #[arg(short = 'p', long, value_name = "PACKAGE")]
         package: Option<String>,
         /// The cargo profile the host was built with (`dev` for `cargo build`,
-        /// `release` for `cargo build --release`).
-        #[arg(long, default_value = "dev", conflicts_with = "release")]
-        profile: String,
+        /// `release` for `cargo build --release`; default `dev`, or with
+        /// --pid/--host the one whose output directory holds the host).
+        #[arg(long, conflicts_with = "release")]
+        profile: Option<String>,
+        /// Make a linked patch (only the code that changed, linked to the
+        /// running host's own code and data) for the host running as PID.
+        #[arg(long, value_name = "PID", conflicts_with = "host")]
+        pid: Option<u32>,
+        /// Make a linked patch for the host executable FILE.
+        #[arg(long, value_name = "FILE")]
+        host: Option<PathBuf>,
         /// Same as `--profile release`.
         #[arg(long)]
         release: bool,
@@ -165,6 +173,8 @@ fn main() -> ExitCode {
             package,
             profile,
             release,
+            pid,
+            host,
             features,
             all_features,
             no_default_features,
@@ -175,8 +185,18 @@ fn main() -> ExitCode {
         } => build::run(&build::BuildArgs {
             base,
             package,
+            host: match (pid, host) {
+                (Some(p), _) => Some(build::HostArg::Pid(p)),
+                (None, Some(f)) => Some(build::HostArg::File(f)),
+                (None, None) => None,
+            },
             profile: build::Profile {
-                profile: if release { "release".into() } else { profile },
+                explicit: release || profile.is_some(),
+                profile: if release {
+                    "release".into()
+                } else {
+                    profile.unwrap_or_else(|| "dev".into())
+                },
                 features,
                 all_features,
                 no_default_features,

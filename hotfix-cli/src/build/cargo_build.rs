@@ -13,6 +13,8 @@ use std::process::Stdio;
 pub struct Profile {
     /// Cargo profile (`dev` for `cargo build`, `release` for `--release`).
     pub profile: String,
+    /// Whether the profile was named (else a linked build takes the host's).
+    pub explicit: bool,
     pub features: Vec<String>,
     pub all_features: bool,
     pub no_default_features: bool,

@@ -6,10 +6,12 @@
 //! against the source it runs.
 
 mod cargo_build;
+mod linked;
 mod review;
 mod workspace;
 
 pub use cargo_build::Profile;
+pub use linked::HostArg;
 
 use crate::error::CliError;
 use std::fmt::Write as _;
@@ -22,6 +24,8 @@ const PLAN_VAR: &str = "HOTFIX_PATCH_PLAN";
 pub struct BuildArgs {
     pub base: String,
     pub package: Option<String>,
+    /// The host a linked patch is made for; `None`: a patch library.
+    pub host: Option<HostArg>,
     pub profile: Profile,
     pub manifest_path: Option<PathBuf>,
     pub out: Option<PathBuf>,
@@ -51,9 +55,10 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
     }
     let fix = pick(&ws, &review, args)?;
     let lib = &ws.libs[fix.lib];
+    let ext = if args.host.is_some() { "hotfix" } else { "so" };
     let out = match &args.out {
         Some(o) => o.clone(),
-        None => hotfix_dir.join(format!("{}-{short}.so", lib.krate)),
+        None => hotfix_dir.join(format!("{}-{short}.{ext}", lib.krate)),
     };
     let name = args
         .name
@@ -78,11 +83,29 @@ pub fn run(args: &BuildArgs) -> Result<(), CliError> {
     for a in &fix.added {
         println!("  add     {a}");
     }
-    println!("  build   {}", args.profile.describe());
+    if args.host.is_none() {
+        println!("  build   {}", args.profile.describe());
+    }
     println!("  output  {}", out.display());
     if args.dry_run {
         println!("dry run: nothing built");
         return Ok(());
+    }
+    if let Some(host) = &args.host {
+        let _lock = lock(&hotfix_dir.join("plan"), &lib.krate)?;
+        let job = linked::Job {
+            args,
+            ws: &ws,
+            repo: &repo,
+            base_dir: &base_dir,
+            hotfix_dir: &hotfix_dir,
+            lib,
+            fix,
+            name: &name,
+            version: &version,
+            out: &out,
+        };
+        return linked::run(&job, host);
     }
 
     // One build of a crate at a time: the plan file is the crate's.

@@ -25,7 +25,7 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
     let obj = parse::parse(&checked.bytes).map_err(invalid)?;
     let reg = &obj.registry;
     let label = format!("{} {}", reg.name, reg.version);
-    let host_rustc = env!("HOTFIX_RUSTC_VERSION");
+    let host_rustc = super::format::host_rustc();
     let host_target = env!("HOTFIX_TARGET");
     for (what, patch_value, host_value) in [
         ("compiler", &reg.host.rustc, host_rustc),
@@ -50,7 +50,7 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
         reason,
     })?;
     // 3. prove
-    let proven = prove::prove(host, &obj.base, &reg.proof).map_err(|m| Error::LinkedUnproven {
+    let proven = prove::prove(host, &crate::os::peek, &obj.base, &reg.proof).map_err(|m| Error::LinkedUnproven {
         patch: label.clone(),
         function: demangled(&m.symbol),
         symbol: m.symbol,

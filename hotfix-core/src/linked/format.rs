@@ -97,6 +97,17 @@ pub struct Proof {
     pub relocs: Vec<(u64, u32)>,
 }
 
+/// The compiler's identity as the runtime records it: `rustc -vV`'s lines
+/// joined with `; ` (what [`HostBuild::rustc`] must equal).
+pub fn rustc_identity(rustc_vv: &str) -> String {
+    rustc_vv.replace('\n', "; ").trim_end_matches("; ").to_owned()
+}
+
+/// The identity of the compiler the running host was built with.
+pub fn host_rustc() -> &'static str {
+    env!("HOTFIX_RUSTC_VERSION")
+}
+
 impl Registry {
     /// The bytes of [`REGISTRY_SECTION`].
     pub fn encode(&self) -> Vec<u8> {

@@ -1,8 +1,9 @@
 //! The running host's own symbols: the executable's `.symtab` with its load
 //! bias, its address range, and its thread-local block. Read once from
 //! `/proc/self/exe` (the file the process runs, even if replaced on disk
-//! since), through a bounded read cache, never trusting a symbol before its
-//! section is checked.
+//! since), through a read cache (only the tables are read), never trusting a
+//! symbol before its section is checked. `hotfix build` reads a host
+//! executable's file the same way ([`HostSymbols::of_file`]).
 
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadCache, SectionIndex};
@@ -39,8 +40,12 @@ pub struct HostSymbols {
     by_name: HashMap<String, Vec<HostSymbol>>,
     /// Lowest and highest address of the executable's loaded segments.
     pub range: (usize, usize),
-    /// Its TLS module id and this process's TLS block size, if it has one.
+    /// Its TLS module id, if it has a TLS block the loader reports.
     pub tls_module: Option<usize>,
+    /// Its loaded segments: address, size in the file, offset in the file.
+    loads: Vec<(usize, usize, u64)>,
+    /// Names it takes from shared libraries (undefined in its tables).
+    imports: std::collections::HashSet<String>,
 }
 
 impl HostSymbols {
@@ -48,6 +53,34 @@ impl HostSymbols {
     pub fn get() -> Result<&'static HostSymbols, String> {
         static HOST: OnceLock<Result<HostSymbols, String>> = OnceLock::new();
         HOST.get_or_init(read).as_ref().map_err(Clone::clone)
+    }
+
+    /// The symbols of an executable file, at its link-time addresses.
+    pub fn of_file(path: &std::path::Path) -> Result<HostSymbols, String> {
+        read_file(path, path, 0)
+    }
+
+    /// Reads `out.len()` bytes at link-time address `addr` from the file the
+    /// symbols were read from (see [`HostSymbols::of_file`]); false if they
+    /// are not all in the file.
+    pub fn read_from_file(&self, file: &std::fs::File, addr: usize, out: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(&(start, filesz, offset)) = self
+            .loads
+            .iter()
+            .find(|(start, filesz, _)| addr >= *start && addr - start < *filesz)
+        else {
+            return false;
+        };
+        if (addr - start).saturating_add(out.len()) > filesz {
+            return false;
+        }
+        file.read_exact_at(out, offset + (addr - start) as u64).is_ok()
+    }
+
+    /// Whether the executable takes `name` from a shared library.
+    pub fn imports(&self, name: &str) -> bool {
+        self.imports.contains(name)
     }
 
     /// Every definition of `name`.
@@ -67,21 +100,33 @@ fn read() -> Result<HostSymbols, String> {
         .into_iter()
         .find(|o| o.is_main)
         .ok_or("the process has no main executable in the loader's list")?;
-    let file = std::fs::File::open(&main.read_path)
-        .map_err(|e| format!("cannot open {}: {e}", main.read_path.display()))?;
+    let mut host = read_file(&main.read_path, &main.path, main.bias)?;
+    host.tls_module = main_tls_module();
+    Ok(host)
+}
+
+fn read_file(
+    read_path: &std::path::Path,
+    label: &std::path::Path,
+    bias: usize,
+) -> Result<HostSymbols, String> {
+    let file = std::fs::File::open(read_path)
+        .map_err(|e| format!("cannot open {}: {e}", read_path.display()))?;
     let cache = ReadCache::new(file);
     let elf = ElfFile64::<object::Endianness, _>::parse(&cache)
-        .map_err(|e| format!("{} is no ELF file this runtime reads: {e}", main.path.display()))?;
-    let bias = main.bias;
+        .map_err(|e| format!("{} is no ELF file hotfix reads: {e}", label.display()))?;
     let mut lo = usize::MAX;
     let mut hi = 0usize;
+    let mut loads = Vec::new();
     for seg in elf.segments() {
         let start = bias.wrapping_add(seg.address() as usize);
         lo = lo.min(start);
         hi = hi.max(start.wrapping_add(seg.size() as usize));
+        let (offset, filesz) = seg.file_range();
+        loads.push((seg.address() as usize, filesz as usize, offset));
     }
     if lo >= hi {
-        return Err(format!("{} has no loaded segment", main.path.display()));
+        return Err(format!("{} has no loaded segment", label.display()));
     }
     let mut sections: HashMap<SectionIndex, HostKind> = HashMap::new();
     for s in elf.sections() {
@@ -102,6 +147,15 @@ fn read() -> Result<HostSymbols, String> {
         sections.insert(s.index(), kind);
     }
     let mut by_name: HashMap<String, Vec<HostSymbol>> = HashMap::new();
+    let mut imports = std::collections::HashSet::new();
+    for sym in elf.dynamic_symbols().chain(elf.symbols()) {
+        if sym.is_undefined()
+            && let Ok(name) = sym.name()
+            && !name.is_empty()
+        {
+            imports.insert(name.to_owned());
+        }
+    }
     let mut any = false;
     for sym in elf.symbols() {
         any = true;
@@ -129,13 +183,15 @@ fn read() -> Result<HostSymbols, String> {
     if !any {
         return Err(format!(
             "{} has no symbol table (it was stripped); a linked patch resolves its references by the host's symbols: build the host with `strip = \"none\"` (cargo's default)",
-            main.path.display()
+            label.display()
         ));
     }
     Ok(HostSymbols {
         by_name,
         range: (lo, hi),
-        tls_module: main_tls_module(),
+        tls_module: None,
+        loads,
+        imports,
     })
 }
 

@@ -23,12 +23,19 @@
 
 pub mod format;
 mod bind;
-mod host_symbols;
+pub mod host_symbols;
 mod link;
 mod parse;
-mod prove;
+pub mod prove;
 mod resolve;
 mod unwind;
 
 pub(crate) use bind::load;
 pub use parse::is_linked_patch;
+pub use resolve::library_symbol;
+
+/// Reads a linked patch file's bytes as the loader does (every bound
+/// checked) and returns its registry; what is wrong otherwise.
+pub fn check_file(bytes: &[u8]) -> Result<format::Registry, String> {
+    parse::parse(bytes).map(|p| p.registry)
+}

@@ -18,8 +18,14 @@ pub struct Mismatch {
     pub reason: String,
 }
 
-/// The host's address of each proven function, in the order of `proofs`.
-pub fn prove(host: &HostSymbols, base: &[u8], proofs: &[Proof]) -> Result<Vec<usize>, Mismatch> {
+/// The host's address of each proven function, in the order of `proofs`;
+/// `read` reads the host's code at an address (false: unreadable).
+pub fn prove(
+    host: &HostSymbols,
+    read: &dyn Fn(usize, &mut [u8]) -> bool,
+    base: &[u8],
+    proofs: &[Proof],
+) -> Result<Vec<usize>, Mismatch> {
     let mut out = Vec::with_capacity(proofs.len());
     for p in proofs {
         let fail = |reason: String| Mismatch {
@@ -50,7 +56,7 @@ pub fn prove(host: &HostSymbols, base: &[u8], proofs: &[Proof]) -> Result<Vec<us
                 continue;
             }
             let mut live = vec![0u8; bytes.len()];
-            if !crate::os::peek(c.addr, &mut live) {
+            if !read(c.addr, &mut live) {
                 why = format!("its code at {:#x} cannot be read", c.addr);
                 continue;
             }
@@ -147,10 +153,10 @@ mod tests {
             size: size as u64,
             relocs: vec![],
         };
-        assert_eq!(prove(host, &live, std::slice::from_ref(&p)).unwrap(), vec![me]);
+        assert_eq!(prove(host, &crate::os::peek, &live, std::slice::from_ref(&p)).unwrap(), vec![me]);
         let mut other = live.clone();
         other[size / 2] ^= 0x40;
-        let err = prove(host, &other, &[p]).unwrap_err();
+        let err = prove(host, &crate::os::peek, &other, &[p]).unwrap_err();
         assert!(err.reason.contains(&format!("offset {:#x}", size / 2)), "{}", err.reason);
         let missing = Proof {
             symbol: "no_such_function_anywhere".into(),
@@ -158,7 +164,7 @@ mod tests {
             size: 1,
             relocs: vec![],
         };
-        assert!(prove(host, &[0], &[missing]).unwrap_err().reason.contains("no such function"));
+        assert!(prove(host, &crate::os::peek, &[0], &[missing]).unwrap_err().reason.contains("no such function"));
     }
 
     fn host_name_of(host: &HostSymbols, addr: usize) -> Option<String> {

@@ -1,0 +1,142 @@
+//! The two builds a linked patch is made from: the base revision and the
+//! working tree, each the crate's library as the host's build made it (its
+//! profile, features and package selection, which decide every dependency's
+//! features), in one target directory of hotfix's own.
+
+use super::super::Profile;
+use super::super::workspace::cargo;
+use super::objects::Build;
+use crate::error::CliError;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// How cargo selects packages; it decides every dependency's features.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// `cargo build -p PACKAGE`.
+    Package(String),
+    /// `cargo build` at the workspace root.
+    Workspace,
+}
+
+impl Selection {
+    /// As the plan shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Selection::Package(p) => format!("cargo build -p {p}"),
+            Selection::Workspace => "cargo build (the workspace)".into(),
+        }
+    }
+}
+
+/// What one build produced.
+pub struct Built {
+    /// The crate's own objects.
+    pub objects: Build,
+    /// Every other library archive cargo built or used.
+    pub rlibs: Vec<PathBuf>,
+}
+
+/// Builds the library crate `krate` of the workspace at `root`.
+pub fn build(
+    root: &Path,
+    krate: &str,
+    sel: &Selection,
+    profile: &Profile,
+    target_dir: &Path,
+) -> Result<Built, CliError> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--lib", "--profile"])
+        .arg(&profile.profile)
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .args(["--message-format", "json-render-diagnostics"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Selection::Package(p) = sel {
+        cmd.args(["-p", p]);
+    }
+    if profile.all_features {
+        cmd.arg("--all-features");
+    }
+    if profile.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if !profile.features.is_empty() {
+        cmd.arg("--features").arg(profile.features.join(","));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::Tool(format!("cannot run cargo: {e}")))?;
+    let mut own = None;
+    let mut rlibs = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let name = msg["target"]["name"].as_str().map(|n| n.replace('-', "_"));
+            for f in msg["filenames"].as_array().into_iter().flatten() {
+                let Some(f) = f.as_str().filter(|f| f.ends_with(".rlib")) else {
+                    continue;
+                };
+                if name.as_deref() == Some(krate) {
+                    own = Some(PathBuf::from(f));
+                } else {
+                    rlibs.push(PathBuf::from(f));
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| CliError::Tool(format!("cargo: {e}")))?;
+    if !status.success() {
+        return Err(CliError::BuildFailed(format!(
+            "cargo could not build crate {krate} in {} (its messages are above)",
+            root.display()
+        )));
+    }
+    let own = own.ok_or_else(|| {
+        CliError::BuildFailed(format!("cargo built no library archive of crate {krate}"))
+    })?;
+    let mut objects = Build::default();
+    objects
+        .add_archive(&own)
+        .map_err(|e| CliError::BuildFailed(format!("reading the build of {krate}: {e}")))?;
+    Ok(Built { objects, rlibs })
+}
+
+/// The objects of `rlibs` and of the toolchain's standard library, searched
+/// for code the host lacks.
+pub fn dependencies(rlibs: &[PathBuf], root: &Path) -> Result<Build, CliError> {
+    let mut deps = Build::default();
+    let mut all = rlibs.to_vec();
+    let mut c = std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    c.args(["--print", "target-libdir"]).current_dir(root);
+    let dir = String::from_utf8_lossy(&super::super::workspace::output(c, "rustc --print target-libdir")?)
+        .trim()
+        .to_owned();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut sys: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rlib"))
+            .collect();
+        sys.sort();
+        all.extend(sys);
+    }
+    for r in &all {
+        deps.add_archive(r)
+            .map_err(|e| CliError::BuildFailed(format!("reading a dependency: {e}")))?;
+    }
+    Ok(deps)
+}
