@@ -131,6 +131,7 @@ pub fn link(
             Target::HostTls(_) => {
                 return Err(err(i, "a thread-local is used as a plain address".into()));
             }
+            Target::Unused => return Err(err(i, "a relocation names no symbol".into())),
         })
     };
     let tls_offset = |i: usize| match targets[i] {

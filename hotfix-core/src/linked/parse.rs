@@ -274,6 +274,12 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
                 })?,
                 _ => return Err("a relocation names no symbol".into()),
             };
+            if symbols[symbol].place == Place::Undefined && symbols[symbol].name.is_empty() {
+                return Err(format!(
+                    "a relocation in {} names an undefined symbol without a name",
+                    sections[target].name
+                ));
+            }
             let kind = crate::arch::reloc::classify(r_type).ok_or_else(|| {
                 format!(
                     "section {} has a relocation of {}, which the linker does not take",

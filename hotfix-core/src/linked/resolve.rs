@@ -20,6 +20,8 @@ pub enum Target {
     /// A loaded library's, at this address (far from the patch: calls go
     /// through a stub, data through the GOT).
     Library(usize),
+    /// No relocation refers to it (the null symbol).
+    Unused,
 }
 
 /// A symbol that could not be resolved, and why.
@@ -55,9 +57,8 @@ pub fn resolve(obj: &PatchObject, host: &HostSymbols) -> Result<Vec<Target>, Unr
                 }
                 Target::Patch { section, offset }
             }
-            Place::Undefined if sym.name.is_empty() => {
-                return Err(fail("a relocation refers to an undefined symbol without a name"));
-            }
+            // The parser refuses a relocation naming such a symbol.
+            Place::Undefined if sym.name.is_empty() => Target::Unused,
             Place::Undefined => host_target(&sym.name, sym.tls, host).map_err(|r| fail(&r))?,
         };
         out.push(target);

@@ -41,11 +41,23 @@ pub struct Built {
 /// Builds the library crate `krate` of the workspace at `root`.
 pub fn build(
     root: &Path,
+    package: &str,
     krate: &str,
     sel: &Selection,
     profile: &Profile,
     target_dir: &Path,
 ) -> Result<Built, CliError> {
+    // Base and fixed builds share the target directory (every dependency is
+    // built once), but cargo judges freshness by file times, which cannot
+    // tell the two trees apart: the crate itself is always rebuilt.
+    let mut clean = cargo();
+    clean
+        .args(["clean", "--quiet", "-p", package])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(root);
+    super::super::workspace::output(clean, "cargo clean")?;
     let mut cmd = cargo();
     cmd.args(["build", "--lib", "--profile"])
         .arg(&profile.profile)

@@ -112,7 +112,7 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
         CargoSelection::Package(job.lib.package.clone()),
         CargoSelection::Workspace,
     ] {
-        let base = builds::build(&base_root, &job.lib.krate, &sel, &profile, &target_dir)?;
+        let base = builds::build(&base_root, &job.lib.package, &job.lib.krate, &sel, &profile, &target_dir)?;
         let descs = descs::descriptors(&base.objects);
         let missing: Vec<&descs::Desc> = descs
             .iter()
@@ -138,7 +138,7 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
     println!("  build   {}", sel.describe());
 
     // 3. the fixed build
-    let fixed = builds::build(&job.ws.root, &job.lib.krate, &sel, &profile, &target_dir)?;
+    let fixed = builds::build(&job.ws.root, &job.lib.package, &job.lib.krate, &sel, &profile, &target_dir)?;
     let fixed_descs = descs::descriptors(&fixed.objects);
     let mut replace = Vec::new();
     for f in &job.fix.fixes {
