@@ -32,7 +32,7 @@ mod unwind;
 
 pub(crate) use bind::load;
 pub use parse::is_linked_patch;
-pub use resolve::library_symbol;
+pub use resolve::{is_rust_symbol, library_symbol};
 
 /// Reads a linked patch file's bytes as the loader does (every bound
 /// checked) and returns its registry; what is wrong otherwise.

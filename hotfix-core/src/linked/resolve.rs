@@ -80,15 +80,16 @@ fn host_target(name: &str, tls: bool, host: &HostSymbols) -> Result<Target, Stri
     }
     let defs: Vec<_> = defs.iter().filter(|d| d.kind != HostKind::ThreadLocal).collect();
     if let Some(first) = defs.first() {
-        let writable = defs.iter().any(|d| d.kind == HostKind::Writable);
         let distinct = defs.iter().any(|d| d.addr != first.addr);
-        if writable && distinct {
+        let copies = defs.iter().all(|d| d.kind == HostKind::Function) && is_rust_symbol(name);
+        if distinct && !copies {
             return Err(format!(
-                "the host has {} statics of this name; which one the patch means cannot be told",
+                "the host has {} different symbols of this name; which one the patch means cannot be told",
                 defs.len()
             ));
         }
-        // Several local copies of one function or constant are equal: any.
+        // Local copies of one Rust function (its name carries the hash of
+        // its crate and instance) are the same code: any.
         return Ok(Target::Host(first.addr));
     }
     if host.lookup(name).iter().any(|d| d.kind == HostKind::ThreadLocal) {
@@ -102,10 +103,39 @@ fn host_target(name: &str, tls: bool, host: &HostSymbols) -> Result<Target, Stri
     }
 }
 
+/// Whether `name` is a Rust symbol whose name says which one it is: legacy
+/// mangling ends in `17h` and 16 hex digits, v0 starts with `_R`.
+pub fn is_rust_symbol(name: &str) -> bool {
+    if name.starts_with("_R") {
+        return true;
+    }
+    let Some(body) = name.strip_prefix("_ZN").and_then(|n| n.strip_suffix('E')) else {
+        return false;
+    };
+    body.len() > 19
+        && body[body.len() - 19..].starts_with("17h")
+        && body[body.len() - 16..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A symbol of a library the process loaded (`dlsym` over the global scope).
 pub fn library_symbol(name: &str) -> Option<usize> {
     let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: `dlsym` with RTLD_DEFAULT only looks the NUL-terminated name up.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) };
     (!p.is_null()).then_some(p as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rust_symbol;
+
+    #[test]
+    fn rust_symbols_are_told_from_local_labels() {
+        assert!(is_rust_symbol("_ZN11demo_server8handlers3sum17hbc4df0afcfd839faE"));
+        assert!(is_rust_symbol("_RNvCs1234_5crate3foo"));
+        assert!(!is_rust_symbol("GCC_except_table0"));
+        assert!(!is_rust_symbol("_ZL7counter"));
+        assert!(!is_rust_symbol("_ZN3foo3barE"));
+        assert!(!is_rust_symbol("_ZN3foo17hXYZ0000000000000E"));
+    }
 }

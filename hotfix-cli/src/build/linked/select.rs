@@ -117,7 +117,10 @@ impl<'a> Walk<'a> {
         }
         let unit = &self.build(key.0).units[key.1];
         for s in unit.symbols.iter().filter(|s| s.section == Some(key.2)) {
-            if !s.name.is_empty() && !s.is_section {
+            // Only a name that says which symbol it is stands for one carried
+            // copy; local labels (`GCC_except_table0`) are per object.
+            let unique = s.global || hotfix_core::linked::is_rust_symbol(&s.name);
+            if !s.name.is_empty() && !s.is_section && unique {
                 self.out.by_name.entry(s.name.clone()).or_insert(key);
             }
         }
@@ -245,25 +248,42 @@ impl<'a> Walk<'a> {
             };
             match why {
                 Some(w) => self.carry(key, w),
-                None if has(&n, &[HostKind::Function]) => {
+                None if has(&n, &[HostKind::Function])
+                    && (hotfix_core::linked::is_rust_symbol(&n) || self.global(o, u, &n)) =>
+                {
                     self.out.externs.insert(n);
                 }
                 None => self.carry(key, "the running host does not have it".into()),
             }
             return;
         }
+        // A name that does not say which symbol it is (a local label such as
+        // `GCC_except_table0`, which every object has) never means the host's.
+        let unique = hotfix_core::linked::is_rust_symbol(&n) || self.global(o, u, &n);
         let kinds: &[HostKind] = if writable {
             &[HostKind::Writable]
         } else {
             &[HostKind::ReadOnly, HostKind::Writable]
         };
-        if has(&n, kinds) {
+        if unique && has(&n, kinds) {
             self.out.externs.insert(n);
+        } else if writable && !unique {
+            self.out.refusals.push(format!(
+                "{n}: a static whose name does not tell which of the host's it is"
+            ));
         } else if writable {
             self.carry(key, "a new static".into());
         } else {
             self.carry(key, "a constant it uses".into());
         }
+    }
+
+    /// Whether `n` is a global symbol of unit `u`.
+    fn global(&self, o: Origin, u: usize, n: &str) -> bool {
+        self.build(o).units[u]
+            .symbols
+            .iter()
+            .any(|s| s.global && s.name == n)
     }
 
     /// Why function `n` of the fixed build is carried, if its code is not the
