@@ -5,6 +5,7 @@ pub mod demo;
 pub mod elf_edit;
 pub mod fixable;
 pub mod host_copy;
+pub mod linked_patch;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -14,15 +14,27 @@ fn demangled(symbol: &str) -> String {
     format!("{:#}", rustc_demangle::demangle(symbol))
 }
 
-/// Loads a linked patch: every check before anything of it is reachable.
-pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
-    let src = &checked.source;
+/// A linked patch that passed every check and is linked in memory, but is
+/// reachable from nothing (dropping it unmaps it).
+pub(crate) struct Prepared {
+    label: String,
+    targets: Vec<(&'static FnDesc, String)>,
+    replacements: Vec<usize>,
+    linked: link::Linked,
+    register: unsafe extern "C" fn(*const u8),
+    name: String,
+    version: String,
+}
+
+/// Checks and links a linked patch file's bytes without making anything of
+/// it reachable (see [`crate::linked::check_bytes`]).
+pub(crate) fn prepare(src: &std::path::Path, bytes: &[u8]) -> Result<Prepared> {
     let invalid = |reason: String| Error::LinkedInvalid {
-        path: src.clone(),
+        path: src.to_owned(),
         reason,
     };
     // 2. parse
-    let obj = parse::parse(&checked.bytes).map_err(invalid)?;
+    let obj = parse::parse(bytes).map_err(invalid)?;
     let reg = &obj.registry;
     let label = format!("{} {}", reg.name, reg.version);
     let host_rustc = super::format::host_rustc();
@@ -57,7 +69,7 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
         reason: m.reason,
     })?;
     let index = crate::host::index();
-    let mut targets: Vec<(&'static FnDesc, &str)> = Vec::with_capacity(reg.replace.len());
+    let mut targets: Vec<(&'static FnDesc, String)> = Vec::with_capacity(reg.replace.len());
     for r in &reg.replace {
         let fail = |reason: String| Error::LinkedTarget {
             patch: label.clone(),
@@ -92,7 +104,7 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
                 r.symbol
             )));
         }
-        targets.push((desc, &r.symbol));
+        targets.push((desc, r.symbol.clone()));
     }
     // 4. resolve
     let resolved = resolve::resolve(&obj, host).map_err(|u| Error::LinkedUnresolved {
@@ -114,20 +126,41 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
         symbol: e.symbol,
         reason: e.reason,
     })?;
-    // 6. bind: from here nothing refuses.
-    if let Some(eh) = linked.eh_frame {
-        // SAFETY: `eh` is the patch's relocated `.eh_frame`, laid out with a
-        // zero terminator in read-only memory kept mapped forever below.
-        unsafe { unwind::register(register, eh) };
-    }
-    let entries: Vec<Resolved> = targets
+    let replacements = targets
         .iter()
-        .map(|(desc, symbol)| {
-            let i = obj.defined[*symbol];
+        .map(|(_, symbol)| {
+            let i = obj.defined[symbol];
             let Place::Defined { section, offset } = obj.symbols[i].place else {
                 unreachable!("checked to be defined code above")
             };
-            let replacement = linked.section_addr[section] + offset as usize;
+            linked.section_addr[section] + offset as usize
+        })
+        .collect();
+    Ok(Prepared {
+        label,
+        targets,
+        replacements,
+        linked,
+        register,
+        name: reg.name.clone(),
+        version: reg.version.clone(),
+    })
+}
+
+/// Loads a linked patch: every check before anything of it is reachable.
+pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
+    let p = prepare(&checked.source, &checked.bytes)?;
+    // 6. bind: from here nothing refuses.
+    if let Some(eh) = p.linked.eh_frame {
+        // SAFETY: `eh` is the patch's relocated `.eh_frame`, laid out with a
+        // zero terminator in read-only memory kept mapped forever below.
+        unsafe { unwind::register(p.register, eh) };
+    }
+    let entries: Vec<Resolved> = p
+        .targets
+        .iter()
+        .zip(&p.replacements)
+        .map(|((desc, _), &replacement)| {
             let entry: &'static PatchEntry = Box::leak(Box::new(PatchEntry {
                 meta: desc.meta,
                 replacement: replacement as *const (),
@@ -138,14 +171,14 @@ pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
             Resolved { entry, host: desc }
         })
         .collect();
-    let base = linked.map.addr();
-    linked.map.keep();
+    let base = p.linked.map.addr();
+    p.linked.map.keep();
     let id = PatchId::next();
-    tracing::debug!(patch = %label, %id, digest = %checked.digest, file = %src.display(), at = format_args!("{base:#x}"), "linked patch loaded and bound");
+    tracing::debug!(patch = %p.label, %id, digest = %checked.digest, file = %checked.source.display(), at = format_args!("{base:#x}"), "linked patch loaded and bound");
     Ok(Arc::new(LoadedPatch::new(
         id,
-        reg.name.clone(),
-        reg.version.clone(),
+        p.name,
+        p.version,
         checked,
         entries,
         Hooks::default(),

@@ -34,6 +34,13 @@ pub(crate) use bind::load;
 pub use parse::is_linked_patch;
 pub use resolve::{is_rust_symbol, library_symbol};
 
+/// Runs every check and the link of a linked patch's bytes in this process,
+/// as an apply would, then unmaps it: nothing of it ran or stays. The
+/// runtime's state is not consulted (a patch applied already passes).
+pub fn check_bytes(bytes: &[u8]) -> crate::Result<()> {
+    bind::prepare(std::path::Path::new("(bytes)"), bytes).map(drop)
+}
+
 /// Reads a linked patch file's bytes as the loader does (every bound
 /// checked) and returns its registry; what is wrong otherwise.
 pub fn check_file(bytes: &[u8]) -> Result<format::Registry, String> {

@@ -5,7 +5,7 @@
 
 use super::format::{BASE_SECTION, REGISTRY_SECTION, REGISTRY_SYMBOL_V2, Registry};
 use object::elf;
-use object::read::elf::{ElfFile64, FileHeader};
+use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
 use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind,
     SymbolSection,
@@ -16,6 +16,24 @@ use std::collections::HashMap;
 const MAX_SECTIONS: usize = 1 << 16;
 const MAX_SYMBOLS: usize = 1 << 20;
 const MAX_RELOCS: usize = 1 << 22;
+
+/// The section types a linked patch has: data, code and zero-filled
+/// sections, the tables the object format needs, and sections no loader
+/// maps. (`SHT_REL` passes here to be refused by what it is in
+/// [`check_relocation_sections`].)
+const KNOWN_TYPES: [u32; 11] = [
+    elf::SHT_NULL,
+    elf::SHT_PROGBITS,
+    elf::SHT_SYMTAB,
+    elf::SHT_STRTAB,
+    elf::SHT_RELA,
+    elf::SHT_NOBITS,
+    elf::SHT_NOTE,
+    elf::SHT_REL,
+    elf::SHT_GROUP,
+    elf::SHT_SYMTAB_SHNDX,
+    elf::SHT_X86_64_UNWIND,
+];
 
 /// What a loaded section holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +148,14 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
             object::SectionFlags::Elf { sh_flags } => sh_flags,
             _ => 0,
         };
+        let sh_type = s.elf_section_header().sh_type(endian);
+        if !KNOWN_TYPES.contains(&sh_type) {
+            // A relocation section whose type was changed would otherwise
+            // be skipped, and its relocations with it.
+            return Err(format!(
+                "section {name} is of type {sh_type:#x}, which a linked patch does not have"
+            ));
+        }
         if name == REGISTRY_SECTION {
             registry_bytes = Some(section_data(&s, name)?);
             continue;
@@ -251,6 +277,7 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
         return Err(format!("it has no {REGISTRY_SYMBOL_V2} symbol"));
     }
 
+    check_relocation_sections(&file, &mapped)?;
     let mut total = 0usize;
     for s in file.sections() {
         let Some(&target) = mapped.get(&s.index()) else {
@@ -311,6 +338,52 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
         registry,
         base,
     })
+}
+
+/// Every relocation section is one the loop above reads: `object` skips,
+/// without a word, a relocation section it cannot read (outside the file, or
+/// not a whole number of entries), one of another symbol table,
+/// or one for section 0, and reads `SHT_REL` without its implicit addends; the
+/// code would then be linked with fields left unrelocated. The builder writes
+/// `SHT_RELA` sections for mapped sections only, named `.rela<section>`.
+fn check_relocation_sections(
+    file: &ElfFile64<'_, object::Endianness>,
+    mapped: &HashMap<object::SectionIndex, usize>,
+) -> Result<(), String> {
+    let endian = file.endian();
+    let symtab = file.elf_symbol_table().section();
+    for s in file.sections() {
+        let header = s.elf_section_header();
+        let sh_type = header.sh_type(endian);
+        let name = s.name().unwrap_or("");
+        let by_name = name.starts_with(".rela.") || name.starts_with(".rel.");
+        if sh_type != elf::SHT_RELA && sh_type != elf::SHT_REL && !by_name {
+            continue;
+        }
+        if sh_type != elf::SHT_RELA {
+            return Err(format!(
+                "section {name} is not a relocation section with addends (SHT_RELA, type {sh_type}), the only kind the loader reads"
+            ));
+        }
+        if header.link(endian) != symtab {
+            return Err(format!(
+                "relocation section {name} refers to section {} as its symbol table, not to the patch's symbol table",
+                header.sh_link(endian)
+            ));
+        }
+        if !mapped.contains_key(&header.info_link(endian)) {
+            return Err(format!(
+                "relocation section {name} applies to section {}, which the loader does not map",
+                header.sh_info(endian)
+            ));
+        }
+        header
+            .data_as_array::<elf::Rela64<object::Endianness>, _>(endian, file.data())
+            .map_err(|e| {
+                format!("relocation section {name} lies outside the file or is not whole entries: {e}")
+            })?;
+    }
+    Ok(())
 }
 
 fn section_data(s: &object::read::elf::ElfSection64<'_, '_, object::Endianness>, name: &str) -> Result<Vec<u8>, String> {

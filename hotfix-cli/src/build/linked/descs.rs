@@ -28,10 +28,16 @@ pub fn descriptors(build: &Build) -> Vec<Desc> {
             let (Some(orig), Some(meta)) = (reloc_at(DESC_ORIGINAL), reloc_at(DESC_META)) else {
                 continue;
             };
-            let original = &unit.symbols[orig.sym].name;
-            if original.is_empty() {
-                continue;
-            }
+            // A local function is named through its section's symbol.
+            let t = &unit.symbols[orig.sym];
+            let original = if t.is_section || t.name.is_empty() {
+                match t.section.and_then(|s| unit.named_at(s, (t.value as i64 + orig.addend) as u64)) {
+                    Some(i) => &unit.symbols[i].name,
+                    None => continue,
+                }
+            } else {
+                &t.name
+            };
             if let Some(path) = meta_path(unit, meta.sym, meta.addend) {
                 out.push(Desc {
                     path,
