@@ -340,12 +340,13 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
     })
 }
 
-/// Every relocation section is one the loop above reads: `object` skips,
-/// without a word, a relocation section it cannot read (outside the file, or
-/// not a whole number of entries), one of another symbol table,
-/// or one for section 0, and reads `SHT_REL` without its implicit addends; the
-/// code would then be linked with fields left unrelocated. The builder writes
-/// `SHT_RELA` sections for mapped sections only, named `.rela<section>`.
+/// Every relocation section is one that [`parse`]'s relocation loop reads:
+/// `object` skips, without a word, a relocation section it cannot read
+/// (outside the file, or not a whole number of entries), one of another
+/// symbol table or one for section 0, and reads `SHT_REL` without its
+/// implicit addends; the code would then be linked with fields left
+/// unrelocated. The builder writes `SHT_RELA` sections for mapped sections
+/// only, named `.rela<section>`.
 fn check_relocation_sections(
     file: &ElfFile64<'_, object::Endianness>,
     mapped: &HashMap<object::SectionIndex, usize>,
@@ -380,7 +381,9 @@ fn check_relocation_sections(
         header
             .data_as_array::<elf::Rela64<object::Endianness>, _>(endian, file.data())
             .map_err(|e| {
-                format!("relocation section {name} lies outside the file or is not whole entries: {e}")
+                format!(
+                    "relocation section {name} lies outside the file or is not whole entries: {e}"
+                )
             })?;
     }
     Ok(())
