@@ -119,6 +119,22 @@ pub fn inspect(i: &PatchInfo) -> String {
         None => "none (no .sig file beside it)".to_owned(),
     };
     let _ = writeln!(out, "signer           {signer}");
+    if let Some(h) = &i.linked {
+        let _ = writeln!(
+            out,
+            "kind             linked patch: only the changed code, linked to the host's own"
+        );
+        let _ = writeln!(
+            out,
+            "made for         crate {} at {}, profile {}, as `{}`",
+            h.krate, h.base, h.profile, h.cargo
+        );
+        let _ = writeln!(out, "replaces:");
+        for t in &i.targets {
+            let _ = writeln!(out, "  {}  ({})", t.path, t.location);
+        }
+        return out;
+    }
     if let Some(why) = &i.unreadable {
         let _ = writeln!(out, "contents         not read: {why}");
         return out;

@@ -41,6 +41,9 @@ pub struct PatchInfo {
     /// The id of the key its signature file (`<file>.sig`) names, if it has
     /// one. Not verified here: a host verifies it against the keys it trusts.
     pub signer: Option<String>,
+    /// For a linked patch (`hotfix build --pid`), the host build it was made
+    /// for; `None` for a patch library.
+    pub linked: Option<crate::linked::format::HostBuild>,
 }
 
 /// A patch's build fingerprint: what a host must have been built with.
@@ -80,6 +83,9 @@ pub struct TargetInfo {
 pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
     let checked = file_check::check(path.as_ref(), file_check::DEFAULT_MAX_PATCH_SIZE)?;
     let src = checked.source.clone();
+    if crate::linked::is_linked_patch(&checked.bytes) {
+        return inspect_linked(&checked);
+    }
     let file = elf_scan::inspect(&src, &checked.bytes)?;
     let object::File::Elf64(elf) = &file else {
         return Err(Error::NotSharedObject {
@@ -110,6 +116,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
         apply_hook: false,
         revert_hook: false,
         signer: crate::signing::claimed_signer(&src),
+        linked: None,
     };
     if info.unreadable.is_some() {
         return Ok(info);
@@ -131,4 +138,46 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<PatchInfo> {
     info.apply_hook = reg.on_apply.is_some();
     info.revert_hook = reg.on_revert.is_some();
     Ok(info)
+}
+
+/// A linked patch's registry, read as the loader reads it.
+fn inspect_linked(checked: &file_check::CheckedFile) -> Result<PatchInfo> {
+    let src = &checked.source;
+    let reg = crate::linked::check_file(&checked.bytes).map_err(|reason| Error::LinkedInvalid {
+        path: src.clone(),
+        reason,
+    })?;
+    Ok(PatchInfo {
+        file: src.clone(),
+        size: checked.bytes.len() as u64,
+        sha256: checked.digest.to_string(),
+        build: BuildInfo {
+            rustc: reg.host.rustc.replace("; ", "\n"),
+            target: reg.host.target.clone(),
+            panic: "the host's".into(),
+            debug_assertions: false,
+            target_features: "the host's".into(),
+            hotfix_abi: format!("linked patch, format {}", crate::linked::format::FORMAT),
+            bridged_layouts: 0,
+            bridged_crates: "none: it runs the host's own crates".into(),
+        },
+        unreadable: None,
+        name: reg.name,
+        version: reg.version,
+        targets: reg
+            .replace
+            .into_iter()
+            .map(|r| TargetInfo {
+                path: r.path,
+                signature: String::new(),
+                location: r.why,
+            })
+            .collect(),
+        foreign: Vec::new(),
+        shared: Vec::new(),
+        apply_hook: false,
+        revert_hook: false,
+        signer: crate::signing::claimed_signer(src),
+        linked: Some(reg.host),
+    })
 }
