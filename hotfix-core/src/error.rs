@@ -312,7 +312,9 @@ pub enum Error {
     },
 
     /// A symbol of a linked patch cannot be linked into the host.
-    #[error("patch {patch} cannot be linked into this host: symbol {function} ({symbol}): {reason}")]
+    #[error(
+        "patch {patch} cannot be linked into this host: symbol {function} ({symbol}): {reason}"
+    )]
     LinkedUnresolved {
         patch: String,
         function: String,

@@ -62,11 +62,13 @@ pub(crate) fn prepare(src: &std::path::Path, bytes: &[u8]) -> Result<Prepared> {
         reason,
     })?;
     // 3. prove
-    let proven = prove::prove(host, &crate::os::peek, &obj.base, &reg.proof).map_err(|m| Error::LinkedUnproven {
-        patch: label.clone(),
-        function: demangled(&m.symbol),
-        symbol: m.symbol,
-        reason: m.reason,
+    let proven = prove::prove(host, &crate::os::peek, &obj.base, &reg.proof).map_err(|m| {
+        Error::LinkedUnproven {
+            patch: label.clone(),
+            function: demangled(&m.symbol),
+            symbol: m.symbol,
+            reason: m.reason,
+        }
     })?;
     let index = crate::host::index();
     let mut targets: Vec<(&'static FnDesc, String)> = Vec::with_capacity(reg.replace.len());
@@ -87,17 +89,25 @@ pub(crate) fn prepare(src: &std::path::Path, bytes: &[u8]) -> Result<Prepared> {
             .proof
             .iter()
             .position(|p| p.symbol == r.host_symbol)
-            .ok_or_else(|| fail(format!("the function it replaces, {}, is not proven", r.host_symbol)))?;
+            .ok_or_else(|| {
+                fail(format!(
+                    "the function it replaces, {}, is not proven",
+                    r.host_symbol
+                ))
+            })?;
         if proven[at] != desc.original as usize {
             return Err(fail(format!(
                 "{} is not the function the slot runs unpatched",
                 demangled(&r.host_symbol)
             )));
         }
-        let code = obj.defined.get(&r.symbol).and_then(|&i| match obj.symbols[i].place {
-            Place::Defined { section, .. } => Some(obj.sections[section].role == Role::Code),
-            Place::Undefined => None,
-        });
+        let code = obj
+            .defined
+            .get(&r.symbol)
+            .and_then(|&i| match obj.symbols[i].place {
+                Place::Defined { section, .. } => Some(obj.sections[section].role == Role::Code),
+                Place::Undefined => None,
+            });
         if code != Some(true) {
             return Err(fail(format!(
                 "its replacement {} is not a function the patch carries",

@@ -100,7 +100,10 @@ pub struct Proof {
 /// The compiler's identity as the runtime records it: `rustc -vV`'s lines
 /// joined with `; ` (what [`HostBuild::rustc`] must equal).
 pub fn rustc_identity(rustc_vv: &str) -> String {
-    rustc_vv.replace('\n', "; ").trim_end_matches("; ").to_owned()
+    rustc_vv
+        .replace('\n', "; ")
+        .trim_end_matches("; ")
+        .to_owned()
 }
 
 /// The identity of the compiler the running host was built with.
@@ -215,14 +218,26 @@ mod tests {
         assert!(Registry::decode(&bad_magic).unwrap_err().contains("magic"));
         let mut bad_format = good.clone();
         bad_format[8] = 3;
-        assert!(Registry::decode(&bad_format).unwrap_err().contains("format 3"));
+        assert!(
+            Registry::decode(&bad_format)
+                .unwrap_err()
+                .contains("format 3")
+        );
         let mut long = good.clone();
         long[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Registry::decode(&long).unwrap_err().contains("over the limit"));
+        assert!(
+            Registry::decode(&long)
+                .unwrap_err()
+                .contains("over the limit")
+        );
         let mut short = good.clone();
         short.truncate(good.len() - 1);
         assert!(Registry::decode(&short).unwrap_err().contains("ends first"));
-        assert!(Registry::decode(&good[..10]).unwrap_err().contains("header"));
+        assert!(
+            Registry::decode(&good[..10])
+                .unwrap_err()
+                .contains("header")
+        );
         assert!(Registry::decode(&[]).unwrap_err().contains("header"));
     }
 
@@ -232,9 +247,10 @@ mod tests {
         r.proof[0].symbol = String::new();
         assert!(Registry::decode(&r.encode()).unwrap_err().contains("empty"));
         let mut bytes = sample().encode();
-        let json = String::from_utf8(bytes[16..].to_vec())
-            .unwrap()
-            .replacen("{", "{\"extra\":1,", 1);
+        let json =
+            String::from_utf8(bytes[16..].to_vec())
+                .unwrap()
+                .replacen("{", "{\"extra\":1,", 1);
         bytes.truncate(12);
         bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
         bytes.extend_from_slice(json.as_bytes());

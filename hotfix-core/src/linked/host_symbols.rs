@@ -75,7 +75,8 @@ impl HostSymbols {
         if (addr - start).saturating_add(out.len()) > filesz {
             return false;
         }
-        file.read_exact_at(out, offset + (addr - start) as u64).is_ok()
+        file.read_exact_at(out, offset + (addr - start) as u64)
+            .is_ok()
     }
 
     /// Whether the executable takes `name` from a shared library.
@@ -138,7 +139,8 @@ fn read_file(
             HostKind::ThreadLocal
         } else if flags & u64::from(object::elf::SHF_EXECINSTR) != 0 {
             HostKind::Function
-        } else if flags & u64::from(object::elf::SHF_WRITE) != 0 && !is_relro(s.name().unwrap_or(""))
+        } else if flags & u64::from(object::elf::SHF_WRITE) != 0
+            && !is_relro(s.name().unwrap_or(""))
         {
             HostKind::Writable
         } else {
@@ -174,11 +176,14 @@ fn read_file(
         } else {
             bias.wrapping_add(sym.address() as usize)
         };
-        by_name.entry(name.to_owned()).or_default().push(HostSymbol {
-            addr,
-            size: sym.size() as usize,
-            kind,
-        });
+        by_name
+            .entry(name.to_owned())
+            .or_default()
+            .push(HostSymbol {
+                addr,
+                size: sym.size() as usize,
+                kind,
+            });
     }
     if !any {
         return Err(format!(
@@ -213,7 +218,7 @@ fn main_tls_module() -> Option<usize> {
         // main executable.
         let (out, info) = unsafe { (&mut *data.cast::<Option<usize>>(), &*info) };
         if info.dlpi_tls_modid != 0 {
-            *out = Some(info.dlpi_tls_modid as usize);
+            *out = Some(info.dlpi_tls_modid);
         }
         1 // the first object only
     }
@@ -254,6 +259,9 @@ mod tests {
             .by_name
             .iter()
             .find(|(n, defs)| n.contains("host_symbols4read") && defs.iter().any(|d| d.addr == me));
-        assert!(found.is_some(), "this very function is found by name at its address");
+        assert!(
+            found.is_some(),
+            "this very function is found by name at its address"
+        );
     }
 }

@@ -55,7 +55,11 @@ pub fn link(
     host: &HostSymbols,
 ) -> Result<Linked, LinkError> {
     let err = |symbol: usize, reason: String| LinkError {
-        symbol: obj.symbols.get(symbol).map(|s| s.name.clone()).unwrap_or_default(),
+        symbol: obj
+            .symbols
+            .get(symbol)
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
         reason,
     };
     let page = crate::os::page_size();
@@ -73,8 +77,10 @@ pub fn link(
                 RelocKind::TlsLd => Some(GotEntry::ModulePair),
                 RelocKind::GotTpOff => Some(GotEntry::TpOffset(r.symbol)),
                 RelocKind::Plt32 if matches!(targets[r.symbol], Target::Library(_)) => {
-                    if !stub_index.contains_key(&r.symbol) {
-                        stub_index.insert(r.symbol, stubs.len());
+                    if let std::collections::hash_map::Entry::Vacant(e) =
+                        stub_index.entry(r.symbol)
+                    {
+                        e.insert(stubs.len());
                         stubs.push(r.symbol);
                     }
                     Some(GotEntry::Address(r.symbol))
@@ -136,7 +142,10 @@ pub fn link(
     };
     let tls_offset = |i: usize| match targets[i] {
         Target::HostTls(off) => Ok(off),
-        _ => Err(err(i, "a thread-local access names a symbol that is no thread-local".into())),
+        _ => Err(err(
+            i,
+            "a thread-local access names a symbol that is no thread-local".into(),
+        )),
     };
     let module = || {
         host.tls_module.ok_or_else(|| LinkError {

@@ -21,8 +21,8 @@
 //! 6. bind ([`bind`]): each replacement matched to its `#[patchable]` slot and
 //!    the unwind table registered; the runtime then swaps the slots.
 
-pub mod format;
 mod bind;
+pub mod format;
 pub mod host_symbols;
 mod link;
 mod parse;

@@ -119,7 +119,9 @@ pub struct PatchObject {
 /// Whether `bytes` look like a linked patch (an ELF relocatable object), as
 /// opposed to a shared library.
 pub fn is_linked_patch(bytes: &[u8]) -> bool {
-    bytes.len() >= 18 && bytes[..4] == *b"\x7fELF" && u16::from_le_bytes([bytes[16], bytes[17]]) == elf::ET_REL
+    bytes.len() >= 18
+        && bytes[..4] == *b"\x7fELF"
+        && u16::from_le_bytes([bytes[16], bytes[17]]) == elf::ET_REL
 }
 
 /// Reads and checks the object; a refusal says what is wrong.
@@ -143,7 +145,9 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
     let mut registry_bytes = None;
     let mut base = None;
     for s in file.sections() {
-        let name = s.name().map_err(|e| format!("a section name is unreadable: {e}"))?;
+        let name = s
+            .name()
+            .map_err(|e| format!("a section name is unreadable: {e}"))?;
         let flags = match s.flags() {
             object::SectionFlags::Elf { sh_flags } => sh_flags,
             _ => 0,
@@ -198,7 +202,9 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
             section_data(&s, name)?
         };
         if role != Role::Zeroed && data.len() as u64 != s.size() {
-            return Err(format!("section {name} is cut short by the end of the file"));
+            return Err(format!(
+                "section {name} is cut short by the end of the file"
+            ));
         }
         if s.size() > bytes.len() as u64 * 4 + (1 << 20) {
             return Err(format!("section {name} claims {} bytes", s.size()));
@@ -232,7 +238,9 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
     let mut defined = HashMap::new();
     let mut registry_symbol = false;
     for sym in file.symbols() {
-        let name = sym.name().map_err(|e| format!("a symbol name is unreadable: {e}"))?;
+        let name = sym
+            .name()
+            .map_err(|e| format!("a symbol name is unreadable: {e}"))?;
         if name == REGISTRY_SYMBOL_V2 {
             registry_symbol = true;
         }
@@ -249,7 +257,9 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
                 None => continue, // a symbol of an unmapped section (registry, debug info)
             },
             SymbolSection::Common => {
-                return Err(format!("symbol {name} is a common symbol; rebuild without -fcommon"));
+                return Err(format!(
+                    "symbol {name} is a common symbol; rebuild without -fcommon"
+                ));
             }
             _ => continue, // absolute and file symbols: nothing refers to them
         };
@@ -260,10 +270,16 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
             ));
         }
         if name.len() > super::format::MAX_SYMBOL_LEN {
-            return Err(format!("a symbol name is over {} bytes", super::format::MAX_SYMBOL_LEN));
+            return Err(format!(
+                "a symbol name is over {} bytes",
+                super::format::MAX_SYMBOL_LEN
+            ));
         }
         let i = symbols.len();
-        if !name.is_empty() && place != Place::Undefined && defined.insert(name.to_owned(), i).is_some() {
+        if !name.is_empty()
+            && place != Place::Undefined
+            && defined.insert(name.to_owned(), i).is_some()
+        {
             return Err(format!("symbol {name} is defined twice"));
         }
         by_index.insert(sym.index(), i);
@@ -295,8 +311,7 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
                 RelocationTarget::Symbol(idx) => *by_index.get(&idx).ok_or_else(|| {
                     format!(
                         "a relocation in {} names symbol {} that is missing or not mapped",
-                        sections[target].name,
-                        idx.0
+                        sections[target].name, idx.0
                     )
                 })?,
                 _ => return Err("a relocation names no symbol".into()),
@@ -315,7 +330,9 @@ pub fn parse(bytes: &[u8]) -> Result<PatchObject, String> {
                 )
             })?;
             let width = crate::arch::reloc::width(kind) as u64;
-            if offset.checked_add(width).is_none_or(|end| end > sections[target].size)
+            if offset
+                .checked_add(width)
+                .is_none_or(|end| end > sections[target].size)
                 || sections[target].role == Role::Zeroed
             {
                 return Err(format!(
@@ -389,7 +406,10 @@ fn check_relocation_sections(
     Ok(())
 }
 
-fn section_data(s: &object::read::elf::ElfSection64<'_, '_, object::Endianness>, name: &str) -> Result<Vec<u8>, String> {
+fn section_data(
+    s: &object::read::elf::ElfSection64<'_, '_, object::Endianness>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
     s.data()
         .map(<[u8]>::to_vec)
         .map_err(|e| format!("section {name} lies outside the file: {e}"))
@@ -397,7 +417,15 @@ fn section_data(s: &object::read::elf::ElfSection64<'_, '_, object::Endianness>,
 
 /// Sections the dynamic loader would run.
 fn is_constructor(name: &str) -> bool {
-    [".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors", ".init", ".fini"]
-        .iter()
-        .any(|p| name == *p || name.starts_with(&format!("{p}.")))
+    [
+        ".init_array",
+        ".fini_array",
+        ".preinit_array",
+        ".ctors",
+        ".dtors",
+        ".init",
+        ".fini",
+    ]
+    .iter()
+    .any(|p| name == *p || name.starts_with(&format!("{p}.")))
 }

@@ -52,7 +52,10 @@ pub fn prove(
         let mut found = None;
         for c in &candidates {
             if c.size as u64 != p.size {
-                why = format!("it is {} bytes in the host and {} in the base build", c.size, p.size);
+                why = format!(
+                    "it is {} bytes in the host and {} in the base build",
+                    c.size, p.size
+                );
                 continue;
             }
             let mut live = vec![0u8; bytes.len()];
@@ -126,9 +129,21 @@ mod tests {
         assert_eq!(m, [false, true, true, true, true, false, false, false]);
         let m = mask_of(&proof(vec![(3, 9)], 8)).unwrap();
         assert_eq!(m, [true, true, true, true, true, true, true, false]);
-        assert!(mask_of(&proof(vec![(6, 4)], 8)).unwrap_err().contains("outside"));
-        assert!(mask_of(&proof(vec![(1, 9)], 8)).unwrap_err().contains("outside"));
-        assert!(mask_of(&proof(vec![(0, 37)], 8)).unwrap_err().contains("does not know"));
+        assert!(
+            mask_of(&proof(vec![(6, 4)], 8))
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            mask_of(&proof(vec![(1, 9)], 8))
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            mask_of(&proof(vec![(0, 37)], 8))
+                .unwrap_err()
+                .contains("does not know")
+        );
         assert!(mask_of(&proof(vec![(u64::MAX, 1)], 8)).is_err());
     }
 
@@ -153,21 +168,35 @@ mod tests {
             size: size as u64,
             relocs: vec![],
         };
-        assert_eq!(prove(host, &crate::os::peek, &live, std::slice::from_ref(&p)).unwrap(), vec![me]);
+        assert_eq!(
+            prove(host, &crate::os::peek, &live, std::slice::from_ref(&p)).unwrap(),
+            vec![me]
+        );
         let mut other = live.clone();
         other[size / 2] ^= 0x40;
         let err = prove(host, &crate::os::peek, &other, &[p]).unwrap_err();
-        assert!(err.reason.contains(&format!("offset {:#x}", size / 2)), "{}", err.reason);
+        assert!(
+            err.reason.contains(&format!("offset {:#x}", size / 2)),
+            "{}",
+            err.reason
+        );
         let missing = Proof {
             symbol: "no_such_function_anywhere".into(),
             offset: 0,
             size: 1,
             relocs: vec![],
         };
-        assert!(prove(host, &crate::os::peek, &[0], &[missing]).unwrap_err().reason.contains("no such function"));
+        assert!(
+            prove(host, &crate::os::peek, &[0], &[missing])
+                .unwrap_err()
+                .reason
+                .contains("no such function")
+        );
     }
 
     fn host_name_of(host: &HostSymbols, addr: usize) -> Option<String> {
-        host.names().find(|(_, defs)| defs.iter().any(|d| d.addr == addr)).map(|(n, _)| n.clone())
+        host.names()
+            .find(|(_, defs)| defs.iter().any(|d| d.addr == addr))
+            .map(|(n, _)| n.clone())
     }
 }

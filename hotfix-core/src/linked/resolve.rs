@@ -74,11 +74,15 @@ fn host_target(name: &str, tls: bool, host: &HostSymbols) -> Result<Target, Stri
             (Some(d), None) => Ok(Target::HostTls(d.addr)),
             (Some(_), Some(_)) => Err("the host has several thread-locals of this name".into()),
             (None, _) => Err(
-                "the running host has no such thread-local; a patch cannot add thread-locals".into(),
+                "the running host has no such thread-local; a patch cannot add thread-locals"
+                    .into(),
             ),
         };
     }
-    let defs: Vec<_> = defs.iter().filter(|d| d.kind != HostKind::ThreadLocal).collect();
+    let defs: Vec<_> = defs
+        .iter()
+        .filter(|d| d.kind != HostKind::ThreadLocal)
+        .collect();
     if let Some(first) = defs.first() {
         let distinct = defs.iter().any(|d| d.addr != first.addr);
         let copies = defs.iter().all(|d| d.kind == HostKind::Function) && is_rust_symbol(name);
@@ -92,8 +96,14 @@ fn host_target(name: &str, tls: bool, host: &HostSymbols) -> Result<Target, Stri
         // its crate and instance) are the same code: any.
         return Ok(Target::Host(first.addr));
     }
-    if host.lookup(name).iter().any(|d| d.kind == HostKind::ThreadLocal) {
-        return Err("the host's symbol of this name is a thread-local, used as a plain symbol".into());
+    if host
+        .lookup(name)
+        .iter()
+        .any(|d| d.kind == HostKind::ThreadLocal)
+    {
+        return Err(
+            "the host's symbol of this name is a thread-local, used as a plain symbol".into(),
+        );
     }
     match library_symbol(name) {
         Some(addr) => Ok(Target::Library(addr)),
@@ -114,7 +124,9 @@ pub fn is_rust_symbol(name: &str) -> bool {
     };
     body.len() > 19
         && body[body.len() - 19..].starts_with("17h")
-        && body[body.len() - 16..].bytes().all(|b| b.is_ascii_hexdigit())
+        && body[body.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
 }
 
 /// A symbol of a library the process loaded (`dlsym` over the global scope).
@@ -131,7 +143,9 @@ mod tests {
 
     #[test]
     fn rust_symbols_are_told_from_local_labels() {
-        assert!(is_rust_symbol("_ZN11demo_server8handlers3sum17hbc4df0afcfd839faE"));
+        assert!(is_rust_symbol(
+            "_ZN11demo_server8handlers3sum17hbc4df0afcfd839faE"
+        ));
         assert!(is_rust_symbol("_RNvCs1234_5crate3foo"));
         assert!(!is_rust_symbol("GCC_except_table0"));
         assert!(!is_rust_symbol("_ZL7counter"));

@@ -132,11 +132,15 @@ pub fn build(
 pub fn dependencies(rlibs: &[PathBuf], root: &Path) -> Result<Build, CliError> {
     let mut deps = Build::default();
     let mut all = rlibs.to_vec();
-    let mut c = std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    let mut c =
+        std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
     c.args(["--print", "target-libdir"]).current_dir(root);
-    let dir = String::from_utf8_lossy(&super::super::workspace::output(c, "rustc --print target-libdir")?)
-        .trim()
-        .to_owned();
+    let dir = String::from_utf8_lossy(&super::super::workspace::output(
+        c,
+        "rustc --print target-libdir",
+    )?)
+    .trim()
+    .to_owned();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut sys: Vec<PathBuf> = entries
             .flatten()

@@ -31,7 +31,10 @@ pub fn descriptors(build: &Build) -> Vec<Desc> {
             // A local function is named through its section's symbol.
             let t = &unit.symbols[orig.sym];
             let original = if t.is_section || t.name.is_empty() {
-                match t.section.and_then(|s| unit.named_at(s, (t.value as i64 + orig.addend) as u64)) {
+                match t
+                    .section
+                    .and_then(|s| unit.named_at(s, (t.value as i64 + orig.addend) as u64))
+                {
                     Some(i) => &unit.symbols[i].name,
                     None => continue,
                 }

@@ -32,9 +32,17 @@ pub fn target_key(unit: &Unit, rel: &Rel) -> String {
         return format!("?{:+}", rel.addend);
     };
     if let Some(owner) = unit.owner(sec) {
-        return format!("{}@{:+}", unit.symbols[owner].name, rel.addend + s.value as i64);
+        return format!(
+            "{}@{:+}",
+            unit.symbols[owner].name,
+            rel.addend + s.value as i64
+        );
     }
-    format!("#{:016x}{:+}", content_hash(unit, sec), rel.addend + s.value as i64)
+    format!(
+        "#{:016x}{:+}",
+        content_hash(unit, sec),
+        rel.addend + s.value as i64
+    )
 }
 
 /// A hash of an anonymous section's contents: its bytes with relocated

@@ -100,7 +100,11 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
         profile.profile = p;
     }
     let target_dir = job.hotfix_dir.join("linked");
-    let rel = job.ws.root.strip_prefix(&job.repo.top).unwrap_or(Path::new(""));
+    let rel = job
+        .ws
+        .root
+        .strip_prefix(&job.repo.top)
+        .unwrap_or(Path::new(""));
     let base_root = job.base_dir.join(rel);
     println!("  host    {} ({})", shown.display(), profile.describe());
 
@@ -112,14 +116,29 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
         CargoSelection::Package(job.lib.package.clone()),
         CargoSelection::Workspace,
     ] {
-        let base = builds::build(&base_root, &job.lib.package, &job.lib.krate, &sel, &profile, &target_dir)?;
+        let base = builds::build(
+            &base_root,
+            &job.lib.package,
+            &job.lib.krate,
+            &sel,
+            &profile,
+            &target_dir,
+        )?;
         let descs = descs::descriptors(&base.objects);
         let missing: Vec<&descs::Desc> = descs
             .iter()
             .filter(|d| paths.contains(&bare(&d.path)))
-            .filter(|d| !host.lookup(&d.original).iter().any(|h| h.kind == HostKind::Function))
+            .filter(|d| {
+                !host
+                    .lookup(&d.original)
+                    .iter()
+                    .any(|h| h.kind == HostKind::Function)
+            })
             .collect();
-        let found = descs.iter().filter(|d| paths.contains(&bare(&d.path))).count();
+        let found = descs
+            .iter()
+            .filter(|d| paths.contains(&bare(&d.path)))
+            .count();
         if found == paths.len() && missing.is_empty() {
             chosen = Some((sel, base, descs));
             break;
@@ -138,7 +157,14 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
     println!("  build   {}", sel.describe());
 
     // 3. the fixed build
-    let fixed = builds::build(&job.ws.root, &job.lib.package, &job.lib.krate, &sel, &profile, &target_dir)?;
+    let fixed = builds::build(
+        &job.ws.root,
+        &job.lib.package,
+        &job.lib.krate,
+        &sel,
+        &profile,
+        &target_dir,
+    )?;
     let fixed_descs = descs::descriptors(&fixed.objects);
     let mut replace = Vec::new();
     for f in &job.fix.fixes {
@@ -196,8 +222,15 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
         if !unit.sections[key.2].code() {
             continue;
         }
-        let name = unit.owner(key.2).map(|i| unit.symbols[i].name.as_str()).unwrap_or("");
-        let how = if roots.iter().any(|r| r == name) { "slot " } else { "carry" };
+        let name = unit
+            .owner(key.2)
+            .map(|i| unit.symbols[i].name.as_str())
+            .unwrap_or("");
+        let how = if roots.iter().any(|r| r == name) {
+            "slot "
+        } else {
+            "carry"
+        };
         println!("  {how}   {:<48} {}", demangle(name), sel_out.why[key]);
     }
 
@@ -233,7 +266,9 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
     let bytes = write::write(&inputs, &sel_out, &registry, base_bytes)
         .map_err(|e| CliError::BuildFailed(format!("writing the patch: {e}")))?;
     hotfix_core::linked::check_file(&bytes).map_err(|e| {
-        CliError::BuildFailed(format!("the written patch does not read back: {e} (report this)"))
+        CliError::BuildFailed(format!(
+            "the written patch does not read back: {e} (report this)"
+        ))
     })?;
     if let Some(dir) = job.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -265,15 +300,21 @@ fn proofs(
         if !seen.insert(n.clone()) {
             continue;
         }
-        let Some(&(u, s)) = base.defined.get(n) else { continue };
+        let Some(&(u, s)) = base.defined.get(n) else {
+            continue;
+        };
         let unit = &base.units[u];
         let sym = &unit.symbols[s];
-        let Some(sec) = sym.section.map(|i| &unit.sections[i]) else { continue };
+        let Some(sec) = sym.section.map(|i| &unit.sections[i]) else {
+            continue;
+        };
         if !sec.code() || sym.size == 0 {
             continue;
         }
         let (from, to) = (sym.value as usize, (sym.value + sym.size) as usize);
-        let Some(code) = sec.data.get(from..to) else { continue };
+        let Some(code) = sec.data.get(from..to) else {
+            continue;
+        };
         let relocs = sec
             .relocs
             .iter()
@@ -292,13 +333,16 @@ fn proofs(
 }
 
 fn rustc_vv(root: &Path) -> Result<String, CliError> {
-    let mut c = std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+    let mut c =
+        std::process::Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
     c.arg("-vV").current_dir(root);
     Ok(String::from_utf8_lossy(&super::workspace::output(c, "rustc -vV")?).into_owned())
 }
 
 fn rustc_identity(root: &Path) -> Result<String, CliError> {
-    Ok(hotfix_core::linked::format::rustc_identity(&rustc_vv(root)?))
+    Ok(hotfix_core::linked::format::rustc_identity(&rustc_vv(
+        root,
+    )?))
 }
 
 fn host_target(root: &Path) -> Result<String, CliError> {

@@ -197,7 +197,9 @@ impl Build {
                 let (RelocationFlags::Elf { r_type }, RelocationTarget::Symbol(sym)) =
                     (r.flags(), r.target())
                 else {
-                    return Err(format!("{label}: a relocation that is not ELF or names no symbol"));
+                    return Err(format!(
+                        "{label}: a relocation that is not ELF or names no symbol"
+                    ));
                 };
                 sections[s.index().0].relocs.push(Rel {
                     offset,

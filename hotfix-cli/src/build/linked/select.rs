@@ -84,10 +84,10 @@ pub fn select(inp: &Inputs<'_>, roots: &[String]) -> Selection {
                 Some(sec) => w.carry((Origin::Fixed, u, sec), "its source changed".into()),
                 None => w.out.refusals.push(format!("{}: not defined", demangle(r))),
             },
-            None => w
-                .out
-                .refusals
-                .push(format!("{}: the fixed build has no such function", demangle(r))),
+            None => w.out.refusals.push(format!(
+                "{}: the fixed build has no such function",
+                demangle(r)
+            )),
         }
     }
     while let Some(key) = w.queue.pop_front() {
@@ -145,7 +145,9 @@ impl<'a> Walk<'a> {
             .entry((o, u))
             .or_insert_with(|| eh_frame::index(&build.units[u]));
         let Some(eh) = eh else { return };
-        let Some(&fde) = eh.fde_of.get(&s) else { return };
+        let Some(&fde) = eh.fde_of.get(&s) else {
+            return;
+        };
         let rec = eh.records[&fde];
         let cie = rec.cie.and_then(|c| eh.records.get(&c).copied());
         let ehs = eh.section;
@@ -215,7 +217,8 @@ impl<'a> Walk<'a> {
             return; // another copy of it is carried already
         }
         let host = self.inp.host;
-        let has = |n: &str, kinds: &[HostKind]| host.lookup(n).iter().any(|d| kinds.contains(&d.kind));
+        let has =
+            |n: &str, kinds: &[HostKind]| host.lookup(n).iter().any(|d| kinds.contains(&d.kind));
         let s = &self.build(o).units[u].sections[sec];
         let (tls, code, writable) = (s.tls(), s.code(), s.writable());
         if tls {

@@ -24,7 +24,12 @@ struct Writer<'a> {
 }
 
 /// The patch file's bytes.
-pub fn write(inp: &Inputs<'_>, sel: &Selection, registry: &Registry, base: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn write(
+    inp: &Inputs<'_>,
+    sel: &Selection,
+    registry: &Registry,
+    base: Vec<u8>,
+) -> Result<Vec<u8>, String> {
     let mut w = Writer {
         inp,
         sel,
@@ -48,7 +53,11 @@ pub fn write(inp: &Inputs<'_>, sel: &Selection, registry: &Registry, base: Vec<u
             name: name.as_bytes().to_vec(),
             value: 0,
             size: 0,
-            kind: if tls { SymbolKind::Tls } else { SymbolKind::Unknown },
+            kind: if tls {
+                SymbolKind::Tls
+            } else {
+                SymbolKind::Unknown
+            },
             scope: SymbolScope::Linkage,
             weak: false,
             section: SymbolSection::Undefined,
@@ -76,7 +85,9 @@ pub fn write(inp: &Inputs<'_>, sel: &Selection, registry: &Registry, base: Vec<u
         flags: SymbolFlags::None,
     });
     w.raw_section(BASE_SECTION, base);
-    w.obj.write().map_err(|e| format!("cannot write the patch object: {e}"))
+    w.obj
+        .write()
+        .map_err(|e| format!("cannot write the patch object: {e}"))
 }
 
 impl<'a> Writer<'a> {
@@ -106,7 +117,8 @@ impl<'a> Writer<'a> {
             SectionKind::ReadOnlyData
         };
         let keep = u64::from(elf::SHF_ALLOC | elf::SHF_WRITE | elf::SHF_EXECINSTR);
-        let (name, flags, align, size, nobits) = (s.name.clone(), s.flags & keep, s.align, s.size, s.nobits);
+        let (name, flags, align, size, nobits) =
+            (s.name.clone(), s.flags & keep, s.align, s.size, s.nobits);
         let data = s.data.clone();
         let id = self.obj.add_section(Vec::new(), name.into_bytes(), kind);
         self.obj.section_mut(id).flags = SectionFlags::Elf { sh_flags: flags };
@@ -134,7 +146,11 @@ impl<'a> Writer<'a> {
                 name: s.name.as_bytes().to_vec(),
                 value: s.value,
                 size: s.size,
-                kind: if code { SymbolKind::Text } else { SymbolKind::Data },
+                kind: if code {
+                    SymbolKind::Text
+                } else {
+                    SymbolKind::Data
+                },
                 scope: SymbolScope::Compilation,
                 weak: false,
                 section: SymbolSection::Section(self.out_sec[&key]),
@@ -145,11 +161,18 @@ impl<'a> Writer<'a> {
     }
 
     /// The output symbol and addend for symbol `sym` of unit `u`.
-    fn target(&mut self, o: Origin, u: usize, sym: usize, addend: i64) -> Result<(SymbolId, i64), String> {
+    fn target(
+        &mut self,
+        o: Origin,
+        u: usize,
+        sym: usize,
+        addend: i64,
+    ) -> Result<(SymbolId, i64), String> {
         let s = self.build(o).units[u].symbols[sym].clone();
         if let Some(sec) = s.section {
             if let Some(&out) = self.out_sec.get(&(o, u, sec)) {
-                if !s.is_section && !s.name.is_empty()
+                if !s.is_section
+                    && !s.name.is_empty()
                     && let Some(&id) = self.named.get(&s.name)
                 {
                     return Ok((id, addend));
@@ -161,7 +184,8 @@ impl<'a> Writer<'a> {
             let name = if !s.is_section && !s.name.is_empty() {
                 Some((s.name.clone(), 0))
             } else {
-                unit.owner(sec).map(|i| (unit.symbols[i].name.clone(), s.value as i64))
+                unit.owner(sec)
+                    .map(|i| (unit.symbols[i].name.clone(), s.value as i64))
             };
             if let Some((n, off)) = name
                 && let Some(&id) = self.named.get(&n)
@@ -228,7 +252,11 @@ impl<'a> Writer<'a> {
                 let out = bytes.len() as u64;
                 let from = r.offset as usize;
                 bytes.extend_from_slice(&sec.data[from..from + r.len as usize]);
-                for x in sec.relocs.iter().filter(|x| x.offset >= r.offset && x.offset < r.offset + r.len) {
+                for x in sec
+                    .relocs
+                    .iter()
+                    .filter(|x| x.offset >= r.offset && x.offset < r.offset + r.len)
+                {
                     relocs.push((o, u, out + x.offset - r.offset, x.r_type, x.sym, x.addend));
                 }
                 out

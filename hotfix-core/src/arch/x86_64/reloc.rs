@@ -171,7 +171,9 @@ pub fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86-64 Linux `%fs:0` holds the thread control block's own
     // address (the ABI's TLS variant II); reading it has no side effect.
-    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
     tp
 }
 
@@ -205,7 +207,10 @@ mod tests {
     fn the_stub_jumps_through_its_slot() {
         let s = call_stub(0x1000, 0x2000).unwrap();
         assert_eq!(&s[..2], &[0xff, 0x25]);
-        assert_eq!(i32::from_le_bytes(s[2..6].try_into().unwrap()), 0x2000 - 0x1006);
+        assert_eq!(
+            i32::from_le_bytes(s[2..6].try_into().unwrap()),
+            0x2000 - 0x1006
+        );
         assert!(call_stub(0, 1 << 40).is_none());
     }
 

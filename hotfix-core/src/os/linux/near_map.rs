@@ -100,7 +100,7 @@ impl NearMap {
         }
         let in_range = offset
             .checked_add(len)
-            .is_some_and(|end| end <= self.len && offset % page_size() == 0);
+            .is_some_and(|end| end <= self.len && offset.is_multiple_of(page_size()));
         if !in_range {
             return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
         }
