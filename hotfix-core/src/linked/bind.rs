@@ -136,6 +136,33 @@ pub(crate) fn prepare(src: &std::path::Path, bytes: &[u8]) -> Result<Prepared> {
         symbol: e.symbol,
         reason: e.reason,
     })?;
+    if let Some((at, len)) = linked.eh_frame {
+        let code: Vec<(usize, usize)> = obj
+            .sections
+            .iter()
+            .zip(&linked.section_addr)
+            .filter(|(s, _)| s.role == Role::Code)
+            .map(|(s, &a)| (a, a + s.size as usize))
+            .collect();
+        let mut personalities: Vec<usize> = host
+            .lookup("rust_eh_personality")
+            .iter()
+            .map(|d| d.addr)
+            .collect();
+        personalities.extend(resolve::library_symbol("__gxx_personality_v0"));
+        let bounds = unwind::Bounds {
+            code: &code,
+            mapping: (linked.map.addr(), linked.map.addr() + linked.map.len()),
+            personalities: &personalities,
+        };
+        // SAFETY: the table lies in the patch's mapping, linked and made
+        // read-only above, `len` bytes long; nothing writes it any more.
+        let table = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
+        unwind::check(table, at, &bounds).map_err(|reason| Error::LinkedInvalid {
+            path: src.to_owned(),
+            reason,
+        })?;
+    }
     let replacements = targets
         .iter()
         .map(|(_, symbol)| {
@@ -161,7 +188,7 @@ pub(crate) fn prepare(src: &std::path::Path, bytes: &[u8]) -> Result<Prepared> {
 pub(crate) fn load(checked: CheckedFile) -> Result<Arc<LoadedPatch>> {
     let p = prepare(&checked.source, &checked.bytes)?;
     // 6. bind: from here nothing refuses.
-    if let Some(eh) = p.linked.eh_frame {
+    if let Some((eh, _)) = p.linked.eh_frame {
         // SAFETY: `eh` is the patch's relocated `.eh_frame`, laid out with a
         // zero terminator in read-only memory kept mapped forever below.
         unsafe { unwind::register(p.register, eh) };

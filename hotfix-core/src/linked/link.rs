@@ -18,8 +18,9 @@ pub struct Linked {
     pub map: NearMap,
     /// Address of each mapped section, in the order of the object's sections.
     pub section_addr: Vec<usize>,
-    /// The unwind table, terminated, if the patch has one.
-    pub eh_frame: Option<usize>,
+    /// The unwind table (address and size, a zero terminator after it), if
+    /// the patch has one.
+    pub eh_frame: Option<(usize, usize)>,
 }
 
 /// A relocation that could not be applied.
@@ -77,8 +78,7 @@ pub fn link(
                 RelocKind::TlsLd => Some(GotEntry::ModulePair),
                 RelocKind::GotTpOff => Some(GotEntry::TpOffset(r.symbol)),
                 RelocKind::Plt32 if matches!(targets[r.symbol], Target::Library(_)) => {
-                    if let std::collections::hash_map::Entry::Vacant(e) =
-                        stub_index.entry(r.symbol)
+                    if let std::collections::hash_map::Entry::Vacant(e) = stub_index.entry(r.symbol)
                     {
                         e.insert(stubs.len());
                         stubs.push(r.symbol);
@@ -159,7 +159,7 @@ pub fn link(
             mem[section_off[i]..section_off[i] + s.data.len()].copy_from_slice(&s.data);
         }
         if s.role == Role::EhFrame {
-            eh_frame = Some(base + section_off[i]);
+            eh_frame = Some((base + section_off[i], s.size as usize));
         }
     }
     for (k, e) in got.iter().enumerate() {

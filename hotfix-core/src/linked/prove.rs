@@ -85,7 +85,17 @@ pub fn prove(
 fn mask_of(p: &Proof) -> Result<Vec<bool>, String> {
     let len = usize::try_from(p.size).map_err(|_| "it is too large".to_owned())?;
     let mut mask = vec![false; len];
+    // The fields of a function's relocations never overlap: a list whose
+    // fields do (to mask more than relocations can change) is refused.
+    let mut field_end = 0u64;
     for &(offset, r_type) in &p.relocs {
+        let width = crate::arch::reloc::classify(r_type).map_or(1, crate::arch::reloc::width);
+        if offset < field_end {
+            return Err(format!(
+                "its relocations are out of order or overlap at {offset:#x}"
+            ));
+        }
+        field_end = offset.saturating_add(width as u64);
         let (start, width) = crate::arch::reloc::proof_mask(r_type).ok_or_else(|| {
             format!(
                 "its base build has a relocation of {}, which the proof does not know",
@@ -145,6 +155,14 @@ mod tests {
                 .contains("does not know")
         );
         assert!(mask_of(&proof(vec![(u64::MAX, 1)], 8)).is_err());
+        let overlap = mask_of(&proof(vec![(0, 2), (2, 2)], 8)).unwrap_err();
+        assert!(overlap.contains("overlap"), "{overlap}");
+        assert!(
+            mask_of(&proof(vec![(4, 2), (0, 2)], 8))
+                .unwrap_err()
+                .contains("order")
+        );
+        assert!(mask_of(&proof(vec![(0, 2), (4, 2)], 8)).is_ok());
     }
 
     #[test]
