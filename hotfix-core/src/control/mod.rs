@@ -15,6 +15,9 @@
 //!   [`socket::LINE_TIMEOUT`]; at most [`socket::MAX_CLIENTS`] connections are
 //!   served at once, more are told the server is busy. Nothing a client sends
 //!   can block the host's own threads or crash it.
+//! - **Ready to link**: it also reads, once and on a thread of its own, the
+//!   executable's symbol table that linked patches are resolved against, so
+//!   the first apply does not pay for it.
 //! - **Status never waits**: it is read from a snapshot published after every
 //!   apply and revert ([`snapshot`]), not from the runtime's lock, so it answers
 //!   at once even while an apply is in progress.
@@ -50,5 +53,7 @@ pub fn serve() -> Result<PathBuf> {
 /// Like [`serve`], with the socket in `dir` (created with mode 0700 if missing;
 /// refused if it is not a directory of this user that only this user may use).
 pub fn serve_in(dir: &Path) -> Result<PathBuf> {
-    server::start(dir)
+    let path = server::start(dir)?;
+    crate::linked::warm_up();
+    Ok(path)
 }

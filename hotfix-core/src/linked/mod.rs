@@ -34,6 +34,25 @@ pub(crate) use bind::load;
 pub use parse::is_linked_patch;
 pub use resolve::{is_rust_symbol, library_symbol};
 
+/// Reads the executable's symbol table on a thread of its own (once), so
+/// that the first linked patch does not wait for it. `control::serve` calls
+/// it.
+pub fn warm_up() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("hotfix-symbols".into())
+            .spawn(|| {
+                if let Err(e) = host_symbols::HostSymbols::get() {
+                    tracing::warn!(error = %e, "linked patches cannot be applied");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "symbol table not read ahead");
+        }
+    });
+}
+
 /// Runs every check and the link of a linked patch's bytes in this process,
 /// as an apply would, then unmaps it: nothing of it ran or stays. The
 /// runtime's state is not consulted (a patch applied already passes).
