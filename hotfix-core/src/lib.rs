@@ -79,14 +79,19 @@
 //! # A patch from a fix written in place
 //!
 //! Instead of a patch crate, fix the bug in the host's own source and run
-//! `hotfix build --base REV` (REV: the revision the running host was built
-//! from). It refuses every change a patch cannot carry (anything but new
-//! bodies of `#[patchable]` functions and new private items they use), one
-//! line per item, then compiles the fixed crate as a `cdylib` in patch mode:
-//! replacements reach private fields and helpers as the original did, and the
-//! patch carries REV's crate identity, so the running host proves it was made
-//! against the source it runs. Only library crates are patched: keep
-//! `#[patchable]` code out of `main.rs`. See the README, section 3b.
+//! `hotfix build --base REV --pid PID` (REV: the revision the running host
+//! was built from). It refuses every change a patch cannot carry (anything
+//! but new bodies of `#[patchable]` functions and new private items they
+//! use), one line per item, builds the crate at REV and with the fix exactly
+//! as the host was built, compares the compiled code function by function,
+//! and writes a *linked patch* ([`linked`]): only the code that changed, with
+//! every other reference (the host's functions, statics, thread-locals,
+//! `std`, tokio, the allocator, the panic machinery) resolved to the running
+//! host's own instance when it is applied. The host proves, before anything
+//! of it runs, that the base build's code of every function it replaces or
+//! calls is the code that runs. Without `--pid` it compiles the fixed crate
+//! as a `cdylib` patch library instead. Only library crates are patched:
+//! keep `#[patchable]` code out of `main.rs`. See the README, section 3b.
 //!
 //! # What `#[patchable]` generates
 //!

@@ -10,15 +10,15 @@
 //! The walk from the file to the bound patch goes forward only:
 //! 1. read: the file, bounded and owner-checked, and its signature where keys
 //!    are trusted (done by the runtime before this module is entered);
-//! 2. parse ([`parse`]): the object and its registry ([`format`]), every
+//! 2. parse (`parse`): the object and its registry ([`format`](mod@format)), every
 //!    length, index and offset checked, into owned data;
 //! 3. prove ([`prove`]): the base build's bytes of every replaced and
 //!    referenced function equal the running host's (relocations masked);
-//! 4. resolve ([`resolve`]): every symbol to the patch, the host or a loaded
+//! 4. resolve (`resolve`): every symbol to the patch, the host or a loaded
 //!    library, or refused by name;
-//! 5. link ([`link`]): mapped within reach of the host's code, relocated,
+//! 5. link (`link`): mapped within reach of the host's code, relocated,
 //!    protected; nothing of it has run;
-//! 6. bind ([`bind`]): each replacement matched to its `#[patchable]` slot and
+//! 6. bind (`bind`): each replacement matched to its `#[patchable]` slot and
 //!    the unwind table registered; the runtime then swaps the slots.
 
 mod bind;
