@@ -6,7 +6,7 @@ use super::workspace::{LibCrate, cargo};
 use crate::error::CliError;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// How the host was built: what the patch build repeats.
 #[derive(Debug, Clone)]
@@ -36,20 +36,8 @@ impl Profile {
     }
 }
 
-/// Runs `cargo rustc` for `lib` with the plan file and returns the library
-/// cargo built. Compiler messages go to our standard error.
-pub fn build(lib: &LibCrate, profile: &Profile, plan: &Path) -> Result<PathBuf, CliError> {
-    let mut cmd = cargo();
-    cmd.args(["rustc", "--lib", "--crate-type", "cdylib", "--profile"])
-        .arg(&profile.profile)
-        .arg("--manifest-path")
-        .arg(&lib.manifest)
-        .args(["-p", &lib.package])
-        .args(["--message-format", "json-render-diagnostics"])
-        .env(super::PLAN_VAR, plan)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+/// Adds the profile's feature flags to a cargo command.
+pub fn feature_args(cmd: &mut Command, profile: &Profile) {
     if profile.all_features {
         cmd.arg("--all-features");
     }
@@ -59,26 +47,48 @@ pub fn build(lib: &LibCrate, profile: &Profile, plan: &Path) -> Result<PathBuf, 
     if !profile.features.is_empty() {
         cmd.arg("--features").arg(profile.features.join(","));
     }
+}
+
+/// What cargo said it built: each artifact's crate name and files.
+pub struct Artifact {
+    /// The target's crate name (`-` as `_`).
+    pub krate: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs a cargo build command with JSON messages (compiler messages go to
+/// our standard error) and returns what it built; `what` names it in the
+/// refusal when it fails.
+pub fn artifacts(mut cmd: Command, what: &str) -> Result<Vec<Artifact>, CliError> {
+    cmd.args(["--message-format", "json-render-diagnostics"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::Tool(format!("cannot run cargo: {e}")))?;
-    let mut built = None;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            if msg["reason"] == "compiler-artifact"
-                && msg["target"]["name"].as_str().map(|n| n.replace('-', "_"))
-                    == Some(lib.krate.clone())
-            {
-                for f in msg["filenames"].as_array().into_iter().flatten() {
-                    if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
-                        built = Some(PathBuf::from(f));
-                    }
-                }
+            if msg["reason"] != "compiler-artifact" {
+                continue;
             }
+            out.push(Artifact {
+                krate: msg["target"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace('-', "_"),
+                files: msg["filenames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str().map(PathBuf::from))
+                    .collect(),
+            });
         }
     }
     let status = child
@@ -86,14 +96,33 @@ pub fn build(lib: &LibCrate, profile: &Profile, plan: &Path) -> Result<PathBuf, 
         .map_err(|e| CliError::Tool(format!("cargo: {e}")))?;
     if !status.success() {
         return Err(CliError::BuildFailed(format!(
-            "cargo could not build the patch of crate {} (its messages are above)",
-            lib.krate
+            "cargo could not build {what} (its messages are above)"
         )));
     }
-    built.ok_or_else(|| {
-        CliError::BuildFailed(format!(
-            "cargo built crate {} but named no shared library",
-            lib.krate
-        ))
-    })
+    Ok(out)
+}
+
+/// Runs `cargo rustc` for `lib` with the plan file and returns the library
+/// cargo built.
+pub fn build(lib: &LibCrate, profile: &Profile, plan: &Path) -> Result<PathBuf, CliError> {
+    let mut cmd = cargo();
+    cmd.args(["rustc", "--lib", "--crate-type", "cdylib", "--profile"])
+        .arg(&profile.profile)
+        .arg("--manifest-path")
+        .arg(&lib.manifest)
+        .args(["-p", &lib.package])
+        .env(super::PLAN_VAR, plan);
+    feature_args(&mut cmd, profile);
+    let what = format!("the patch of crate {}", lib.krate);
+    artifacts(cmd, &what)?
+        .into_iter()
+        .filter(|a| a.krate == lib.krate)
+        .flat_map(|a| a.files)
+        .find(|f| f.extension().is_some_and(|e| e == "so"))
+        .ok_or_else(|| {
+            CliError::BuildFailed(format!(
+                "cargo built crate {} but named no shared library",
+                lib.krate
+            ))
+        })
 }

@@ -4,12 +4,11 @@
 //! features), in one target directory of hotfix's own.
 
 use super::super::Profile;
+use super::super::cargo_build::{artifacts, feature_args};
 use super::super::workspace::cargo;
 use super::objects::Build;
 use crate::error::CliError;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// How cargo selects packages; it decides every dependency's features.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,59 +62,27 @@ pub fn build(
         .arg(&profile.profile)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
-        .args(["--message-format", "json-render-diagnostics"])
         .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .current_dir(root);
     if let Selection::Package(p) = sel {
         cmd.args(["-p", p]);
     }
-    if profile.all_features {
-        cmd.arg("--all-features");
-    }
-    if profile.no_default_features {
-        cmd.arg("--no-default-features");
-    }
-    if !profile.features.is_empty() {
-        cmd.arg("--features").arg(profile.features.join(","));
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CliError::Tool(format!("cannot run cargo: {e}")))?;
+    feature_args(&mut cmd, profile);
+    let what = format!("crate {krate} in {}", root.display());
     let mut own = None;
     let mut rlibs = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if msg["reason"] != "compiler-artifact" {
-                continue;
-            }
-            let name = msg["target"]["name"].as_str().map(|n| n.replace('-', "_"));
-            for f in msg["filenames"].as_array().into_iter().flatten() {
-                let Some(f) = f.as_str().filter(|f| f.ends_with(".rlib")) else {
-                    continue;
-                };
-                if name.as_deref() == Some(krate) {
-                    own = Some(PathBuf::from(f));
-                } else {
-                    rlibs.push(PathBuf::from(f));
-                }
+    for a in artifacts(cmd, &what)? {
+        for f in a
+            .files
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "rlib"))
+        {
+            if a.krate == krate {
+                own = Some(f);
+            } else {
+                rlibs.push(f);
             }
         }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| CliError::Tool(format!("cargo: {e}")))?;
-    if !status.success() {
-        return Err(CliError::BuildFailed(format!(
-            "cargo could not build crate {krate} in {} (its messages are above)",
-            root.display()
-        )));
     }
     let own = own.ok_or_else(|| {
         CliError::BuildFailed(format!("cargo built no library archive of crate {krate}"))
