@@ -236,8 +236,12 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
 
     // 5. the proof
     let (proof, base_bytes) = proofs(&base.objects, &replace, &sel_out.externs);
-    let file = std::fs::File::open(&read_path)
-        .map_err(|e| CliError::Tool(format!("{}: {e}", read_path.display())))?;
+    let file = std::fs::File::open(&read_path).map_err(|e| match host_arg {
+        HostArg::Pid(pid) => CliError::Usage(format!(
+            "process {pid} is gone (it exited while the patch was built): {e}"
+        )),
+        HostArg::File(f) => CliError::Tool(format!("{}: {e}", f.display())),
+    })?;
     let read = |addr: usize, out: &mut [u8]| host.read_from_file(&file, addr, out);
     hotfix_core::linked::prove::prove(&host, &read, &base_bytes, &proof).map_err(|m| {
         CliError::BuildRefused(format!(
