@@ -1,6 +1,7 @@
-//! A git repository made from the `tests/fixtures/fixable` template, for the
-//! `hotfix build --base` tests: edit its source in place, build its host,
-//! run `hotfix build`, and talk to the running host.
+//! A git repository made from a template (`tests/fixtures/fixable`, or
+//! another one of the same shape: a `host` package whose manifest is
+//! `Cargo.toml.tmpl`), for the `hotfix build --base` tests: edit its source in
+//! place, build its host, run `hotfix build`, and talk to the running host.
 
 use crate::demo::{WAIT, hotfix_exe};
 use crate::{fixtures_target, root};
@@ -8,9 +9,33 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-/// The target directory every repository shares (hotfix-core is built once).
-fn target_dir() -> PathBuf {
-    fixtures_target().join("fixable-target")
+/// A template: its directory under `tests/fixtures`, and its host package.
+#[derive(Clone, Copy, Debug)]
+pub struct Template {
+    /// The directory under `tests/fixtures` (holding `host/`).
+    pub dir: &'static str,
+    /// The name of the host package (and of its executable).
+    pub package: &'static str,
+}
+
+/// `tests/fixtures/fixable`: a ledger, no runtime.
+pub const FIXABLE: Template = Template {
+    dir: "fixable",
+    package: "fixable-host",
+};
+
+/// `tests/fixtures/tokio-fixable`: a greeter on a multi-thread tokio runtime.
+pub const TOKIO_FIXABLE: Template = Template {
+    dir: "tokio-fixable",
+    package: "tokio-fixable-host",
+};
+
+impl Template {
+    /// The target directory every repository of the template shares
+    /// (hotfix-core and the dependencies are built once).
+    pub fn target_dir(&self) -> PathBuf {
+        fixtures_target().join(format!("{}-target", self.dir))
+    }
 }
 
 /// What one run of `hotfix` gave.
@@ -36,6 +61,8 @@ pub struct Repo {
     /// The host package's directory name (distinct per repository: cargo
     /// names a path package's artifacts after its relative path).
     pub member: String,
+    /// The template it was made from.
+    pub template: Template,
 }
 
 fn run(cmd: &mut Command, what: &str) -> String {
@@ -63,13 +90,22 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Repo {
-    /// A fresh repository `name` with one commit (returned by [`Repo::head`]).
+    /// A fresh repository `name` of [`FIXABLE`] with one commit (returned
+    /// by [`Repo::head`]).
     pub fn new(name: &str) -> Repo {
-        let dir = fixtures_target().join("fixable").join(name);
+        Repo::of(FIXABLE, name)
+    }
+
+    /// A fresh repository `name` of `template` with one commit.
+    pub fn of(template: Template, name: &str) -> Repo {
+        let dir = fixtures_target().join(template.dir).join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let member = format!("host-{name}");
         copy_dir(
-            &root().join("tests/fixtures/fixable/host"),
+            &root()
+                .join("tests/fixtures")
+                .join(template.dir)
+                .join("host"),
             &dir.join(&member),
         );
         let core = root().join("hotfix-core");
@@ -88,7 +124,11 @@ impl Repo {
         // The versions this workspace already resolved (and has downloaded).
         std::fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lockfile");
         std::fs::write(dir.join(".gitignore"), "/target\n").expect(".gitignore");
-        let repo = Repo { dir, member };
+        let repo = Repo {
+            dir,
+            member,
+            template,
+        };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.git(&["config", "user.email", "tests@hotfix"]);
         repo.git(&["config", "user.name", "hotfix tests"]);
@@ -141,18 +181,26 @@ impl Repo {
     fn cargo(&self) -> Command {
         let mut c = Command::new(env!("CARGO"));
         c.current_dir(&self.dir)
-            .env("CARGO_TARGET_DIR", target_dir());
+            .env("CARGO_TARGET_DIR", self.template.target_dir());
         c
     }
 
     /// Builds the host as `cargo build -p fixable-host` does; its executable.
     pub fn build_host(&self) -> PathBuf {
+        self.build_host_with(&[])
+    }
+
+    /// Builds the host as `cargo build -p PACKAGE ARGS` does (`ARGS`: more
+    /// cargo options, `--features F`); its executable (in `debug/`).
+    pub fn build_host_with(&self, args: &[&str]) -> PathBuf {
+        let package = self.template.package;
         run(
             self.cargo()
-                .args(["build", "--quiet", "-p", "fixable-host"]),
-            "cargo build -p fixable-host",
+                .args(["build", "--quiet", "-p", package])
+                .args(args),
+            &format!("cargo build -p {package} {}", args.join(" ")),
         );
-        target_dir().join("debug/fixable-host")
+        self.template.target_dir().join("debug").join(package)
     }
 
     /// `hotfix ARGS` in the repository.
@@ -160,7 +208,7 @@ impl Repo {
         let out = Command::new(hotfix_exe())
             .current_dir(&self.dir)
             .env("HOTFIX_CONTROL_DIR", ctl)
-            .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_TARGET_DIR", self.template.target_dir())
             .env("CARGO", env!("CARGO"))
             .args(args)
             .output()
@@ -173,7 +221,8 @@ impl Repo {
     }
 }
 
-/// A running `fixable-host`, asked through its stdin.
+/// A running host (`fixable-host`, `tokio-fixable-host`), asked through its
+/// stdin.
 pub struct Host {
     child: Child,
     stdin: ChildStdin,
@@ -182,12 +231,17 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts `exe` (a copy of it, so later builds cannot replace the file
-    /// under the running process) with control directory `ctl`.
+    /// Starts `exe` (a copy of it in `ctl`, so later builds cannot replace
+    /// the file under the running process) with control directory `ctl`.
     pub fn start(exe: &Path, ctl: &Path) -> Host {
-        let copy = ctl.join("fixable-host");
+        let copy = ctl.join(exe.file_name().expect("the host's file name"));
         std::fs::copy(exe, &copy).expect("copy the host");
-        let mut child = Command::new(&copy)
+        Host::start_exe(&copy, ctl)
+    }
+
+    /// Starts `exe` itself (no copy) with control directory `ctl`.
+    pub fn start_exe(exe: &Path, ctl: &Path) -> Host {
+        let mut child = Command::new(exe)
             .env("HOTFIX_CONTROL_DIR", ctl)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
