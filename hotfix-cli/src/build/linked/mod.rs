@@ -76,16 +76,22 @@ fn host_file(host: &HostArg) -> Result<(PathBuf, PathBuf), CliError> {
     }
 }
 
-/// The cargo profile whose output directory holds `exe`, if it tells.
-fn profile_of(exe: &Path) -> Option<String> {
+/// The cargo profile whose output directory holds `exe`, if it tells:
+/// `debug` is `dev`, `release` is `release`; any other directory names a
+/// custom profile only inside the workspace's target directory `target_dir`
+/// (`target/NAME/`, `target/TRIPLE/NAME/`), never one the executable was
+/// copied or installed to (`/usr/local/bin` is no profile `bin`).
+fn profile_of(exe: &Path, target_dir: &Path) -> Option<String> {
     let shown = exe.to_string_lossy();
     let shown = shown.trim_end_matches(" (deleted)");
-    let dir = Path::new(shown).parent()?.file_name()?.to_str()?;
-    Some(match dir {
-        "debug" => "dev".to_owned(),
-        "release" => "release".to_owned(),
-        other => other.to_owned(),
-    })
+    let parent = Path::new(shown).parent()?;
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match parent.file_name()?.to_str()? {
+        "debug" => Some("dev".to_owned()),
+        "release" => Some("release".to_owned()),
+        other if canonical(parent).starts_with(canonical(target_dir)) => Some(other.to_owned()),
+        _ => None,
+    }
 }
 
 /// Runs the linked build.
@@ -95,7 +101,7 @@ pub fn run(job: &Job<'_>, host_arg: &HostArg) -> Result<(), CliError> {
         .map_err(|e| CliError::BuildRefused(format!("the host executable: {e}")))?;
     let mut profile: Profile = job.args.profile.clone();
     if !profile.explicit
-        && let Some(p) = profile_of(&shown)
+        && let Some(p) = profile_of(&shown, &job.ws.target_dir)
     {
         profile.profile = p;
     }
@@ -355,4 +361,36 @@ fn host_target(root: &Path) -> Result<String, CliError> {
         .find_map(|l| l.strip_prefix("host: "))
         .map(str::to_owned)
         .ok_or_else(|| CliError::Tool("rustc -vV names no host target".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::profile_of;
+    use std::path::Path;
+
+    #[test]
+    fn the_profile_is_read_from_a_cargo_output_directory_only() {
+        let target = Path::new("/nonexistent/ws/target");
+        let of = |exe: &str| profile_of(Path::new(exe), target);
+        assert_eq!(
+            of("/nonexistent/ws/target/debug/app").as_deref(),
+            Some("dev")
+        );
+        assert_eq!(
+            of("/nonexistent/ws/target/release/app (deleted)").as_deref(),
+            Some("release")
+        );
+        assert_eq!(of("/elsewhere/debug/app").as_deref(), Some("dev"));
+        assert_eq!(
+            of("/nonexistent/ws/target/fast/app").as_deref(),
+            Some("fast")
+        );
+        assert_eq!(
+            of("/nonexistent/ws/target/x86_64-unknown-linux-gnu/fast/app").as_deref(),
+            Some("fast")
+        );
+        assert_eq!(of("/usr/local/bin/app"), None);
+        assert_eq!(of("/tmp/hotfix-copy/app (deleted)"), None);
+        assert_eq!(of("app"), None);
+    }
 }
