@@ -58,16 +58,15 @@ fn built_file(run: &Run) -> PathBuf {
 }
 
 /// Builds the host (`cargo build -p tokio-fixable-host ARGS`) and copies its
-/// executable to `dir/debug/` (`hotfix build --pid` and `--host` take the
-/// profile from the executable's directory, as under `target/debug`): both
-/// tests build into one target directory, with and without a feature, so the
-/// build and the copy are one step.
+/// executable to `dir` (`hotfix build --pid` and `--host` take the profile
+/// from a `debug` or `release` directory, as under `target/`): both tests
+/// build into one target directory, with and without a feature, so the build
+/// and the copy are one step.
 fn host_exe(repo: &Repo, args: &[&str], dir: &Path) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let built = repo.build_host_with(args);
-    let dir = dir.join("debug");
-    std::fs::create_dir_all(&dir).expect("create the host's directory");
+    std::fs::create_dir_all(dir).expect("create the host's directory");
     let copy = dir.join(built.file_name().expect("a file name"));
     std::fs::copy(&built, &copy).expect("copy the host");
     copy
@@ -91,7 +90,9 @@ fn burst_answer(n: usize, name: &str, fixed: bool) -> String {
 fn a_fixed_async_fn_sleeping_spawning_and_locking_runs_on_the_hosts_runtime_and_reverts() {
     let repo = Repo::of(TOKIO_FIXABLE, "e2e");
     let ctl = control_dir("tokio-e2e");
-    let exe = host_exe(&repo, &[], &ctl.join("plain"));
+    // A copy outside any cargo output directory: its directory names no
+    // profile, the default (dev) is the host's.
+    let exe = host_exe(&repo, &[], &ctl);
     let mut host = Host::start_exe(&exe, &ctl);
     let pid = host.pid.to_string();
     assert_eq!(host.ask("greet ada"), "HELLO ADA!", "the shipped bug");
@@ -162,9 +163,9 @@ fn a_fixed_async_fn_sleeping_spawning_and_locking_runs_on_the_hosts_runtime_and_
 fn a_patch_built_with_a_dependency_feature_the_host_lacks_is_refused_before_it_runs() {
     let repo = Repo::of(TOKIO_FIXABLE, "feature");
     let ctl = control_dir("tokio-feature");
-    let plain = host_exe(&repo, &[], &ctl.join("plain"));
+    let plain = host_exe(&repo, &[], &ctl.join("plain/debug"));
     // The same source built with `extra` (tokio's `test-util`).
-    let extra = host_exe(&repo, &["--features", "extra"], &ctl.join("extra"));
+    let extra = host_exe(&repo, &["--features", "extra"], &ctl.join("extra/debug"));
     let mut host = Host::start_exe(&plain, &ctl);
     let pid = host.pid.to_string();
     assert_eq!(host.ask("extra"), "false");
@@ -213,6 +214,11 @@ fn a_patch_built_with_a_dependency_feature_the_host_lacks_is_refused_before_it_r
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(built_file(&run), out, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("(profile dev, features: default, extra)"),
+        "{run:?}"
+    );
     let applied = repo.hotfix(&ctl, &["apply", &pid, &out_arg]);
     assert_eq!(applied.code, 1, "{applied:?}");
     let named = |s: &str| {
