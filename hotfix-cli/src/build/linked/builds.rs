@@ -48,10 +48,13 @@ pub fn build(
 ) -> Result<Built, CliError> {
     // Base and fixed builds share the target directory (every dependency is
     // built once), but cargo judges freshness by file times, which cannot
-    // tell the two trees apart: the crate itself is always rebuilt.
+    // tell the two trees apart: the crate itself is always rebuilt. Only in
+    // the profile's directory: `cargo clean -p` alone cleans `debug` (a
+    // release base build was taken as the fixed build).
     let mut clean = cargo();
     clean
-        .args(["clean", "--quiet", "-p", package])
+        .args(["clean", "--quiet", "-p", package, "--profile"])
+        .arg(&profile.profile)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
