@@ -5,8 +5,14 @@
 //! carry the crate's build hash, so they match exactly between two builds of
 //! one source with one set of settings); an anonymous constant, whose
 //! section number moves when another constant is added, by its contents.
+//! The items `#[patchable]` generates beside a function (its descriptor,
+//! entry and thunks) are named after the function's place in the source, so
+//! they are compared without that part ([`stable_name`]): a function below
+//! a longer fix moves, and its unchanged wrapper must stay the host's (its
+//! slot is the host's), not be carried with a private copy of its descriptor.
 
 use super::objects::{Build, Rel, Unit};
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -22,11 +28,56 @@ pub fn field_width(r_type: u32) -> usize {
     }
 }
 
+/// The prefixes of the items `#[patchable]` generates beside a function,
+/// whose names end in `_` and 16 hex digits of a hash of its place.
+const GENERATED: [&str; 5] = [
+    "__HOTFIX_DESC_",
+    "__hotfix_entry_",
+    "__hotfix_call_",
+    "__hotfix_catching_",
+    "__hotfix_cross_",
+];
+
+/// `name`, demangled and without the hash of the function's place, if it
+/// names an item `#[patchable]` generates; else `name` itself.
+pub fn stable_name(name: &str) -> Cow<'_, str> {
+    if !GENERATED.iter().any(|g| name.contains(g)) {
+        return Cow::Borrowed(name);
+    }
+    let shown = format!("{:#}", rustc_demangle::demangle(name));
+    let mut out = String::with_capacity(shown.len());
+    let mut rest = shown.as_str();
+    while let Some((at, g)) = GENERATED
+        .iter()
+        .filter_map(|g| rest.find(g).map(|at| (at, g)))
+        .min()
+    {
+        let ident_end = rest[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(rest.len(), |e| at + e);
+        let ident = &rest[at..ident_end];
+        let hashed = ident.len() > g.len() + 17
+            && ident.as_bytes()[ident.len() - 17] == b'_'
+            && ident[ident.len() - 16..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit());
+        out.push_str(&rest[..at]);
+        out.push_str(if hashed {
+            &ident[..ident.len() - 17]
+        } else {
+            ident
+        });
+        rest = &rest[ident_end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// How a relocation's target is named across builds.
 pub fn target_key(unit: &Unit, rel: &Rel) -> String {
     let s = &unit.symbols[rel.sym];
     if !s.is_section && !s.name.is_empty() {
-        return format!("{}{:+}", s.name, rel.addend);
+        return format!("{}{:+}", stable_name(&s.name), rel.addend);
     }
     let Some(sec) = s.section else {
         return format!("?{:+}", rel.addend);
@@ -34,7 +85,7 @@ pub fn target_key(unit: &Unit, rel: &Rel) -> String {
     if let Some(owner) = unit.owner(sec) {
         return format!(
             "{}@{:+}",
-            unit.symbols[owner].name,
+            stable_name(&unit.symbols[owner].name),
             rel.addend + s.value as i64
         );
     }
@@ -57,11 +108,11 @@ pub fn content_hash(unit: &Unit, sec: usize) -> u64 {
         let t = &unit.symbols[r.sym];
         if t.is_section || t.name.is_empty() {
             match t.section.and_then(|i| unit.owner(i)) {
-                Some(o) => unit.symbols[o].name.hash(&mut h),
+                Some(o) => stable_name(&unit.symbols[o].name).hash(&mut h),
                 None => "anonymous".hash(&mut h),
             }
         } else {
-            t.name.hash(&mut h);
+            stable_name(&t.name).hash(&mut h);
         }
         r.addend.hash(&mut h);
     }
@@ -103,4 +154,30 @@ pub fn same_code(base: &Build, a: (usize, usize), fixed: &Build, b: (usize, usiz
         .all(|(x, y)| {
             x.offset == y.offset && x.r_type == y.r_type && target_key(ua, x) == target_key(ub, y)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stable_name;
+
+    #[test]
+    fn generated_items_are_named_without_the_hash_of_their_place() {
+        let desc = "_ZN12fixable_host6ledger51__HOTFIX_DESC_fixable_host_balance_647ac0352e3f19c117h0123456789abcdefE";
+        assert_eq!(
+            stable_name(desc),
+            "fixable_host::ledger::__HOTFIX_DESC_fixable_host_balance"
+        );
+        assert_eq!(
+            stable_name("__hotfix_entry_fixable_host_balance_647ac0352e3f19c1"),
+            "__hotfix_entry_fixable_host_balance"
+        );
+        assert_eq!(
+            stable_name("a::__hotfix_call_k_f_0123456789abcdef::{{closure}}"),
+            "a::__hotfix_call_k_f::{{closure}}"
+        );
+        // Anything else, and a generated prefix without the hash, as it is.
+        let other = "_ZN12fixable_host6ledger6Ledger7balance17h0123456789abcdefE";
+        assert_eq!(stable_name(other), other);
+        assert_eq!(stable_name("__hotfix_entry_x"), "__hotfix_entry_x");
+    }
 }
