@@ -206,17 +206,41 @@ impl Server {
         }
     }
 
-    /// Asserts the server is still running and printed nothing more to stdout.
-    pub fn assert_alive(&mut self) {
-        let rest = self
-            .stdout_rest
+    /// Whatever the server printed to stdout after its first line (a patch's
+    /// `println!` lands here).
+    pub fn stdout(&self) -> String {
+        self.stdout_rest
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .clone()
+    }
+
+    /// Waits until the server's stdout after its first line contains `needle`.
+    pub fn wait_stdout(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.stdout().contains(needle) {
+            assert!(
+                start.elapsed() < WAIT,
+                "stdout never contained {needle:?}: {:?}; stderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts the server is still running and printed nothing more to stdout.
+    pub fn assert_alive(&mut self) {
+        let rest = self.stdout();
         assert!(
             rest.is_empty(),
             "demo-server printed more to stdout: {rest:?}"
         );
+        self.assert_running();
+    }
+
+    /// Asserts the server is still running, whatever it printed.
+    pub fn assert_running(&mut self) {
         let status = self.child.try_wait().expect("try_wait");
         assert!(
             status.is_none(),
