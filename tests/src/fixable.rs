@@ -283,6 +283,14 @@ impl Host {
         self.stdout.read_line(&mut answer).expect("read the answer");
         answer.trim().to_owned()
     }
+
+    /// Reads one more line the host wrote, without sending one (a line a
+    /// patch printed comes before the answer).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read a line");
+        line.trim().to_owned()
+    }
 }
 
 impl Drop for Host {
