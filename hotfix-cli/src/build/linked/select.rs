@@ -7,7 +7,7 @@
 //! std, tokio and the rest. A new thread-local, or a symbol found nowhere, is
 //! refused by name.
 
-use super::diff::same_code;
+use super::diff::{same_code, stable_name};
 use super::eh_frame::{self, EhFrame};
 use super::objects::{Build, Rel};
 use hotfix_core::linked::host_symbols::{HostKind, HostSymbols};
@@ -36,6 +36,10 @@ pub struct Selection {
     pub by_name: HashMap<String, Key>,
     /// Names left to the host.
     pub externs: BTreeSet<String>,
+    /// Names of the fixed build that stand for another name of the host:
+    /// items `#[patchable]` generates beside a function that a longer fix
+    /// above it moved (their names hash the function's place).
+    pub renames: std::collections::BTreeMap<String, String>,
     /// FDEs carried: origin, unit, offset in its `.eh_frame`.
     pub fdes: Vec<(Origin, usize, u64)>,
     /// Names neither the host nor the inputs define.
@@ -62,6 +66,8 @@ struct Walk<'a> {
     carried: HashSet<Key>,
     queue: VecDeque<Key>,
     eh: HashMap<(Origin, usize), Option<EhFrame>>,
+    /// The host's generated items by their name without the place's hash.
+    generated: HashMap<String, String>,
 }
 
 fn demangle(name: &str) -> String {
@@ -77,6 +83,16 @@ pub fn select(inp: &Inputs<'_>, roots: &[String]) -> Selection {
         carried: HashSet::new(),
         queue: VecDeque::new(),
         eh: HashMap::new(),
+        generated: inp
+            .base
+            .defined
+            .keys()
+            .filter(|n| !inp.host.lookup(n).is_empty())
+            .filter_map(|n| match stable_name(n) {
+                std::borrow::Cow::Owned(stable) => Some((stable, n.clone())),
+                std::borrow::Cow::Borrowed(_) => None,
+            })
+            .collect(),
     };
     for r in roots {
         match inp.fixed.defined.get(r) {
@@ -180,7 +196,7 @@ impl<'a> Walk<'a> {
             return;
         }
         let name = sym.name;
-        if name.is_empty() || self.out.by_name.contains_key(&name) {
+        if name.is_empty() || self.out.by_name.contains_key(&name) || self.renamed(&name) {
             return;
         }
         // Defined in another object of the same build?
@@ -207,7 +223,7 @@ impl<'a> Walk<'a> {
     /// A reference to section `sec` of unit `u`, whose symbol is `name`.
     fn defined(&mut self, o: Origin, u: usize, sec: usize, name: Option<String>) {
         let key = (o, u, sec);
-        if self.carried.contains(&key) {
+        if self.carried.contains(&key) || name.as_deref().is_some_and(|n| self.renamed(n)) {
             return;
         }
         if let Some(n) = &name
@@ -287,6 +303,24 @@ impl<'a> Walk<'a> {
             .symbols
             .iter()
             .any(|s| s.global && s.name == n)
+    }
+
+    /// Whether `n` is an item `#[patchable]` generated beside a function that
+    /// moved: it then stands for the host's item of the same function
+    /// (recorded in `renames`, left to the host).
+    fn renamed(&mut self, n: &str) -> bool {
+        if !self.inp.host.lookup(n).is_empty() {
+            return false;
+        }
+        let std::borrow::Cow::Owned(stable) = stable_name(n) else {
+            return false;
+        };
+        let Some(host) = self.generated.get(&stable).cloned() else {
+            return false;
+        };
+        self.out.externs.insert(host.clone());
+        self.out.renames.insert(n.to_owned(), host);
+        true
     }
 
     /// Why function `n` of the fixed build is carried, if its code is not the

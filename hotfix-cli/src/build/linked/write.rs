@@ -65,6 +65,11 @@ pub fn write(
         });
         w.named.insert(name.clone(), id);
     }
+    for (from, to) in &sel.renames {
+        if let Some(&id) = w.named.get(to) {
+            w.named.insert(from.clone(), id);
+        }
+    }
     for &key in &sel.carried {
         let relocs = w.build(key.0).units[key.1].sections[key.2].relocs.clone();
         let sec = w.out_sec[&key];
