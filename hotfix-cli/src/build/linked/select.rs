@@ -66,8 +66,9 @@ struct Walk<'a> {
     carried: HashSet<Key>,
     queue: VecDeque<Key>,
     eh: HashMap<(Origin, usize), Option<EhFrame>>,
-    /// The host's generated items by their name without the place's hash.
-    generated: HashMap<String, String>,
+    /// The host's generated items by their name without the place's hash
+    /// (`None`: several share it).
+    generated: HashMap<String, Option<String>>,
 }
 
 fn demangle(name: &str) -> String {
@@ -83,17 +84,21 @@ pub fn select(inp: &Inputs<'_>, roots: &[String]) -> Selection {
         carried: HashSet::new(),
         queue: VecDeque::new(),
         eh: HashMap::new(),
-        generated: inp
-            .base
-            .defined
-            .keys()
-            .filter(|n| !inp.host.lookup(n).is_empty())
-            .filter_map(|n| match stable_name(n) {
-                std::borrow::Cow::Owned(stable) => Some((stable, n.clone())),
-                std::borrow::Cow::Borrowed(_) => None,
-            })
-            .collect(),
+        generated: HashMap::new(),
     };
+    for n in inp.base.defined.keys() {
+        if inp.host.lookup(n).is_empty() {
+            continue;
+        }
+        if let std::borrow::Cow::Owned(stable) = stable_name(n) {
+            // Two methods of one name in one module share a stable name:
+            // such a name stands for neither.
+            w.generated
+                .entry(stable)
+                .and_modify(|v| *v = None)
+                .or_insert_with(|| Some(n.clone()));
+        }
+    }
     for r in roots {
         match inp.fixed.defined.get(r) {
             Some(&(u, s)) => match inp.fixed.units[u].symbols[s].section {
@@ -315,8 +320,16 @@ impl<'a> Walk<'a> {
         let std::borrow::Cow::Owned(stable) = stable_name(n) else {
             return false;
         };
-        let Some(host) = self.generated.get(&stable).cloned() else {
-            return false;
+        let host = match self.generated.get(&stable) {
+            None => return false,
+            Some(Some(host)) => host.clone(),
+            Some(None) => {
+                self.out.refusals.push(format!(
+                    "{}: the fix moved a #[patchable] function that shares its name with another of the same module, and which one it is cannot be told; keep the fix's line count, or build the patch against a base where the function does not move",
+                    demangle(n)
+                ));
+                return true;
+            }
         };
         self.out.externs.insert(host.clone());
         self.out.renames.insert(n.to_owned(), host);
