@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod elf_edit;
+pub mod entry;
 pub mod fixable;
 pub mod host_copy;
 
