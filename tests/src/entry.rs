@@ -177,3 +177,10 @@ pub fn c_twice_entry() -> extern "C" fn(i32) -> i32 {
     // SAFETY: as in `sum_entry`, with the C ABI the function was declared with.
     unsafe { std::mem::transmute::<*const (), extern "C" fn(i32) -> i32>(d.entry) }
 }
+
+/// The entry of `fixture_host::answer` as a foreign caller holds it.
+pub fn answer_entry() -> fn() -> u32 {
+    let d = desc("fixture_host::answer");
+    // SAFETY: as in `sum_entry`.
+    unsafe { std::mem::transmute::<*const (), fn() -> u32>(d.entry) }
+}
