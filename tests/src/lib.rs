@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod elf_edit;
+pub mod entry;
 pub mod fixable;
 pub mod host_copy;
 pub mod linked_patch;
@@ -201,6 +202,23 @@ pub fn coalesced_maps(maps: &str, needle: &str) -> Vec<(u64, u64, String, String
         }
     }
     out
+}
+
+/// Whether this run is a CI run (`CI` set to `true` or `1`, as CI services set it).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Says that the calling test cannot check what it exists for on this
+/// machine, and why: on standard error, written past the test harness's
+/// capture of `eprintln!` so every run shows it, passed or not. Fails the test
+/// in CI ([`in_ci`]), where every test must run. Returns otherwise; the caller
+/// then ends the test.
+pub fn cannot_run(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("NOT RUN: {test}: {why}");
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    assert!(!in_ci(), "{line} (CI is set: every test must run here)");
 }
 
 /// Counts calls that saw the new code, so a patcher can wait until the code it

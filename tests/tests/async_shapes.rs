@@ -174,22 +174,41 @@ async fn async_trait_boxed_impl() {
     assert_eq!(a.scaled(3).await, 103);
 }
 
+/// The entry strategy for `async fn`s: by name, and at the entry symbol's
+/// address (as foreign code holding a pointer to it calls it): the jump there
+/// goes to the patch's replacement, whose future a runtime then drives; after
+/// the revert the entry runs the original's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_strategy_reaches_async_functions_too() {
     use hotfix_core::{ApplyOptions, Strategy};
+    use hotfix_tests::entry::{assert_replacement, assert_unpatched, desc, redirect_target};
+    type FetchEntry =
+        fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send + 'static>>;
     let _g = serial();
+    let d = desc("fixture_host::async_shapes::fetch");
+    // SAFETY: the stub forwards registers and stack unchanged to the function
+    // that boxes `fetch`'s future (or, redirected, to a replacement of the
+    // same signature fingerprint): calling it as that function's type calls it.
+    let fetch_at_entry = unsafe { std::mem::transmute::<*const (), FetchEntry>(d.entry) };
+    assert_unpatched(d);
+    assert_eq!(tokio::spawn(fetch_at_entry(1)).await.expect("task"), 2);
     let a = Account::new("ann", 100);
+    let patch = build_patch("async_shapes");
     rt().apply_with(
-        build_patch("async_shapes"),
+        &patch,
         ApplyOptions {
             strategy: Strategy::Entry,
         },
     )
     .expect("apply with the entry strategy");
+    assert_replacement(redirect_target(d), &patch, "fetch");
+    assert_eq!(tokio::spawn(fetch_at_entry(1)).await.expect("task"), 3);
     assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 3);
     assert_eq!(a.balance().await, 100);
     assert_eq!(a.with_bonus(5).await, 105);
     revert();
+    assert_unpatched(d);
+    assert_eq!(tokio::spawn(fetch_at_entry(1)).await.expect("task"), 2);
     assert_eq!(tokio::spawn(fetch(1)).await.expect("task"), 2);
     assert_eq!(a.balance().await, 101);
 }

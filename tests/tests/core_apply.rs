@@ -143,15 +143,39 @@ fn three_stacked_patches_with_the_middle_one_reverted() {
     );
 }
 
+/// The entry strategy, checked at the entries themselves: each entry stub's
+/// jump goes to the patch's replacement (its address in the loaded copy of the
+/// patch file, from the file's symbol table), a call of the entry's address (as
+/// C code or a pointer taken by foreign code makes, not the Rust wrapper, which
+/// reads the slot) runs it, and after the revert the stub's bytes are the
+/// unpatched layout again and a call of the entry runs the original. A sync,
+/// an `async` and an `extern "C"` function.
 #[test]
 fn entry_strategy_redirects_the_entry_and_revert_restores_it() {
     use hotfix_core::arch::{EntryState, check_entry};
     use hotfix_core::{ApplyOptions, Strategy};
+    use hotfix_tests::entry::{
+        assert_replacement, assert_unpatched, block_on, c_twice_entry, desc, name_len_entry,
+        redirect_target, sum_entry,
+    };
     let _g = serial();
     let good = build_patch("good");
-    let desc = hotfix_core::__private::host_fn("fixture_host::sum").expect("sum is registered");
-    let entry = desc.entry as *const u8;
-    assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
+    let ds = [
+        desc("fixture_host::sum"),
+        desc("fixture_host::name_len"),
+        desc("fixture_host::c_twice"),
+    ];
+    let (sum_e, len_e, twice_e) = (sum_entry(), name_len_entry(), c_twice_entry());
+    let via_entries = || (sum_e(1, 2), block_on(len_e("abc", &1)), twice_e(4));
+    for d in ds {
+        assert_unpatched(d);
+        assert_eq!(
+            check_entry(d.entry.cast()).expect("entry"),
+            EntryState::Unpatched
+        );
+    }
+    assert_eq!(via_entries(), (-1, 4, 8), "the entries run the originals");
+
     rt().apply_with(
         &good,
         ApplyOptions {
@@ -159,13 +183,40 @@ fn entry_strategy_redirects_the_entry_and_revert_restores_it() {
         },
     )
     .expect("apply with the entry strategy");
-    assert!(matches!(
-        check_entry(entry).expect("entry"),
-        EntryState::Redirected(_)
-    ));
-    let f: fn(i64, i64) -> i64 = sum;
-    assert_eq!((sum(1, 2), f(2, 2)), (3, 4));
+    for (d, name) in ds.iter().zip(["sum", "name_len", "c_twice"]) {
+        let target = assert_replacement(redirect_target(d), &good, name);
+        assert_eq!(
+            check_entry(d.entry.cast()).expect("entry"),
+            EntryState::Redirected(target),
+            "{name}: the runtime reads the same redirect"
+        );
+    }
+    assert_eq!(
+        via_entries(),
+        (3, 301, 12),
+        "the entries run the replacements"
+    );
+    assert_eq!(
+        (sum(1, 2), block_on(name_len("abc", &1)), c_twice(4)),
+        (3, 301, 12),
+        "calls by name too"
+    );
+
     rt().revert_newest().expect("revert");
-    assert_eq!(check_entry(entry).expect("entry"), EntryState::Unpatched);
-    assert_eq!((sum(1, 2), f(2, 2)), (-1, 0));
+    for d in ds {
+        assert_unpatched(d);
+        assert_eq!(
+            check_entry(d.entry.cast()).expect("entry"),
+            EntryState::Unpatched
+        );
+    }
+    assert_eq!(
+        via_entries(),
+        (-1, 4, 8),
+        "the entries run the originals again"
+    );
+    assert_eq!(
+        (sum(1, 2), block_on(name_len("abc", &1)), c_twice(4)),
+        (-1, 4, 8)
+    );
 }

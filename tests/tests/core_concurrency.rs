@@ -3,7 +3,7 @@
 
 use fixture_host::{Player, answer, greet, sum};
 use hotfix_core::{ApplyOptions, Error, Runtime, Strategy};
-use hotfix_tests::{build_patch, serial};
+use hotfix_tests::{build_patch, entry, serial};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::thread;
@@ -71,10 +71,9 @@ fn calls_during_apply_revert_cycles_see_the_old_or_the_new_version() {
 }
 
 /// The same with the entry strategy: each apply and revert also rewrites the
-/// NOP-padded entries of the patched functions while other threads run them.
-/// Each cycle costs far more (page protections and core serialisation for
-/// every entry: 13 ms per cycle alone on the 2-core test machine, 50 to 130 ms
-/// with the callers busy), hence far fewer cycles.
+/// NOP-padded entries of the patched functions while other threads call them
+/// at those entries. Each cycle costs far more (page protections and core
+/// serialisation for the batch of entries), hence far fewer cycles.
 #[test]
 fn calls_during_entry_strategy_cycles_see_the_old_or_the_new_version() {
     let _g = guard();
@@ -89,9 +88,14 @@ fn calls_during_entry_strategy_cycles_see_the_old_or_the_new_version() {
 fn swap_under_calls(opts: ApplyOptions, cycles_wanted: u64, min_cycles: u64, cap: Duration) {
     let patch = rt().load(build_patch("good")).expect("load the good patch");
     assert_original("before");
-    // Pointers taken before any patch: they enter through the same slot.
-    let raw_sum: fn(i64, i64) -> i64 = sum;
-    let raw_answer: fn() -> u32 = answer;
+    // Pointers taken before any patch. With the slot strategy, pointers to the
+    // wrappers (they read the slot); with the entry strategy, the addresses of
+    // the entry symbols, as C code or a pointer taken by foreign code calls
+    // them (they reach the replacement only through the redirected entry).
+    let (raw_sum, raw_answer) = match opts.strategy {
+        Strategy::Slot => (sum as fn(i64, i64) -> i64, answer as fn() -> u32),
+        Strategy::Entry => (entry::sum_entry(), entry::answer_entry()),
+    };
 
     let n = callers();
     let stop = AtomicBool::new(false);
@@ -158,17 +162,20 @@ fn swap_under_calls(opts: ApplyOptions, cycles_wanted: u64, min_cycles: u64, cap
                 }
             };
             // This thread's own stores are visible to its own calls.
-            if sum(1, 2) != 3 {
-                bad.record(format!("cycle {cycles}: applied, but sum is {}", sum(1, 2)));
+            let got = (sum(1, 2), raw_sum(1, 2), raw_answer());
+            if got != (3, 3, 42) {
+                bad.record(format!(
+                    "cycle {cycles}: applied, but (sum, raw sum, raw answer) are {got:?}"
+                ));
             }
             if let Err(e) = rt().revert(applied.id) {
                 bad.record(format!("cycle {cycles}: revert: {e}"));
                 break;
             }
-            if sum(1, 2) != -1 {
+            let got = (sum(1, 2), raw_sum(1, 2), raw_answer());
+            if got != (-1, -1, 40) {
                 bad.record(format!(
-                    "cycle {cycles}: reverted, but sum is {}",
-                    sum(1, 2)
+                    "cycle {cycles}: reverted, but (sum, raw sum, raw answer) are {got:?}"
                 ));
             }
             cycles += 1;

@@ -3,13 +3,14 @@
 
 extern crate hotfix_tests;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hotfix_core::arch::{EntryState, check_entry, redirect_entry, restore_entry};
 use hotfix_core::code_error::CodeError;
 use hotfix_core::os::{
-    CodeEdit, MembarrierSupport, SyncCoreMethod, apply_edits, force_sync_core_method,
-    probe_membarrier, read_code, sync_core, sync_core_method,
+    CodeEdit, SyncCoreMethod, apply_edits, force_sync_core_method, read_code, sync_core,
+    sync_core_method,
 };
 
 unsafe extern "C" {
@@ -91,17 +92,98 @@ fn redirect_repoint_and_restore() {
     redirect_restore_cycle();
 }
 
+/// A thread asleep in `poll(2)`, which the kernel never restarts after a signal
+/// handler (`signal(7)`), counting the times a signal interrupted it: the stop
+/// signal of the fallback reaches every thread, `membarrier` none that sleeps.
+struct Sleeper {
+    wake: std::os::unix::net::UnixStream,
+    interrupted: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Sleeper {
+    fn start() -> Self {
+        let (wake, woken) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+        let interrupted = Arc::new(AtomicU64::new(0));
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let count = Arc::clone(&interrupted);
+        let handle = std::thread::spawn(move || {
+            let mut fd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&woken),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            ready.send(()).expect("say ready");
+            loop {
+                // SAFETY: one valid pollfd, for a descriptor this thread owns.
+                let r = unsafe { libc::poll(&mut fd, 1, -1) };
+                if r < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    return;
+                }
+            }
+        });
+        is_ready.recv().expect("the sleeper started");
+        // Until it sleeps in poll.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Sleeper {
+            wake,
+            interrupted,
+            handle,
+        }
+    }
+
+    fn interruptions(&self) -> u64 {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Wakes it, waits for it to end, and returns its count.
+    fn finish(self) -> u64 {
+        std::io::Write::write_all(&mut &self.wake, b"x").expect("wake the sleeper");
+        self.handle.join().expect("the sleeper");
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// Forces a sync-core method until dropped (also when the test fails).
+struct Forced;
+
+impl Forced {
+    fn signals() -> Self {
+        force_sync_core_method(Some(SyncCoreMethod::Signals));
+        Forced
+    }
+}
+
+impl Drop for Forced {
+    fn drop(&mut self) {
+        force_sync_core_method(None);
+    }
+}
+
+/// Redirect/re-point/restore cycles with cores serialized by the stop signal
+/// instead of membarrier, while two threads call the stub: every call sees a
+/// whole version, and a thread asleep in `poll` is interrupted by the stop
+/// signal at least once per cycle (each cycle serializes cores 8 times), so
+/// the signal path is what ran.
 #[test]
 fn the_signal_fallback_serializes_too() {
+    const CYCLES: u64 = 20;
     let _s = serial();
-    force_sync_core_method(Some(SyncCoreMethod::Signals));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sleeper = Sleeper::start();
+    let quiet = sleeper.interruptions();
+    let forced = Forced::signals();
+    assert_eq!(sync_core_method(), SyncCoreMethod::Signals);
+    let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let (a, b) = call(7);
                     assert!([1007, 2007, 5007].contains(&a) && [1007, 2007, 5007].contains(&b));
                     n += 1;
@@ -110,14 +192,23 @@ fn the_signal_fallback_serializes_too() {
             })
         })
         .collect();
-    for _ in 0..20 {
+    for _ in 0..CYCLES {
         redirect_restore_cycle();
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for w in workers {
         assert!(w.join().unwrap() > 0);
     }
-    force_sync_core_method(None);
+    drop(forced);
+    let interrupted = sleeper.finish() - quiet;
+    eprintln!(
+        "the stop signal interrupted a sleeping thread {interrupted} times in {CYCLES} cycles"
+    );
+    assert!(
+        interrupted >= CYCLES,
+        "the stop signal interrupted a sleeping thread {interrupted} times in {CYCLES} cycles: \
+         the signal path did not run"
+    );
 }
 
 #[test]
@@ -180,16 +271,48 @@ fn bad_addresses_and_targets_are_refused() {
     assert_eq!(check_entry(entry()).unwrap(), EntryState::Unpatched);
 }
 
+/// Whether the kernel offers private expedited sync-core membarrier, asked
+/// by this test itself (`membarrier(2)`: `MEMBARRIER_CMD_QUERY` is 0, the
+/// command is bit 5 and its registration bit 6 of the answer).
+fn kernel_offers_sync_core() -> bool {
+    const SYNC_CORE: libc::c_long = 1 << 5;
+    const REGISTER_SYNC_CORE: libc::c_long = 1 << 6;
+    // SAFETY: membarrier's query takes only integers and changes nothing.
+    let mask = unsafe { libc::syscall(libc::SYS_membarrier, 0, 0, 0) };
+    eprintln!("membarrier(MEMBARRIER_CMD_QUERY) = {mask:#x}");
+    mask > 0 && mask & (SYNC_CORE | REGISTER_SYNC_CORE) == SYNC_CORE | REGISTER_SYNC_CORE
+}
+
+/// Where the kernel offers sync-core membarrier (asked independently of the
+/// code's probe), cores are serialized with it: `sync_core` signals no
+/// thread (one asleep in `poll` is never interrupted). Elsewhere the fallback
+/// signals every thread.
 #[test]
 fn membarrier_sync_core_is_used_where_the_kernel_offers_it() {
+    const SYNCS: u64 = 10;
     let _s = serial();
-    let support = probe_membarrier();
-    eprintln!("membarrier sync-core: {support:?}");
-    let expected = if support == MembarrierSupport::Registered {
-        SyncCoreMethod::Membarrier
+    let offered = kernel_offers_sync_core();
+    let sleeper = Sleeper::start();
+    let quiet = sleeper.interruptions();
+    for _ in 0..SYNCS {
+        sync_core().unwrap();
+    }
+    let interrupted = sleeper.finish() - quiet;
+    eprintln!(
+        "kernel offers sync-core membarrier: {offered}; method {:?}; a sleeping thread interrupted {interrupted} times by {SYNCS} syncs",
+        sync_core_method()
+    );
+    if offered {
+        assert_eq!(sync_core_method(), SyncCoreMethod::Membarrier);
+        assert_eq!(
+            interrupted, 0,
+            "threads were signalled although membarrier is offered"
+        );
     } else {
-        SyncCoreMethod::Signals
-    };
-    assert_eq!(sync_core_method(), expected);
-    sync_core().unwrap();
+        assert_eq!(sync_core_method(), SyncCoreMethod::Signals);
+        assert!(
+            interrupted >= SYNCS,
+            "the fallback did not signal the sleeping thread"
+        );
+    }
 }

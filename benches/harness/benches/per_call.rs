@@ -106,6 +106,33 @@ fn desc(path: &str) -> &'static hotfix_core::__private::FnDesc {
     hotfix_core::__private::host_fn(path).unwrap_or_else(|| panic!("{path} is not registered"))
 }
 
+// ------------------------------------------------ hotfix at the entry itself
+
+/// `bench_host::entry_add`'s entry, as C code or a pointer taken by foreign
+/// code holds it: the address of the NOP-padded entry symbol, not the Rust
+/// wrapper (which reads the slot). Unpatched the NOP falls through to a jump
+/// to the original; with `patch-entry` applied by `Strategy::Entry` the entry
+/// jumps into the pad, whose long jump reaches the replacement.
+fn entry_add_fn() -> AddFn {
+    // SAFETY: the stub forwards registers and stack unchanged to the original
+    // or (redirected) to a replacement of the same signature fingerprint.
+    unsafe { std::mem::transmute::<*const (), AddFn>(desc("bench_host::entry_add").entry) }
+}
+
+/// `bench_host::entry_string`'s entry (see [`entry_add_fn`]).
+fn entry_string_fn() -> StrFn {
+    // SAFETY: as in `entry_add_fn`.
+    unsafe { std::mem::transmute::<*const (), StrFn>(desc("bench_host::entry_string").entry) }
+}
+
+fn entry_add_at_entry(a: u64, b: u64) -> u64 {
+    entry_add_fn()(a, b)
+}
+
+fn entry_string_at_entry(s: String) -> String {
+    entry_string_fn()(s)
+}
+
 // -------------------------------------------------------------------- rows
 
 type AddFn = fn(u64, u64) -> u64;
@@ -157,10 +184,21 @@ fn rows() -> Vec<Row> {
         ),
         row!(
             "hotfix_entry",
-            "hotfix entry (`Strategy::Entry`, patch cdylib)",
+            "hotfix entry (`Strategy::Entry`, patch cdylib), called by name (the wrapper reads the slot)",
             bench_host::entry_add,
             bench_host::entry_string
         ),
+        Row {
+            id: "hotfix_entry_at_entry",
+            label: "hotfix entry (`Strategy::Entry`, patch cdylib), called at the entry symbol's address (as C code calls it: through the redirected entry)",
+            // The entry's address is read once per run, outside the loop.
+            add: |t, n| threaded(t, n, |n| run_add(entry_add_fn(), n)),
+            add_check: entry_add_at_entry,
+            string: Some((
+                |t, n| threaded(t, n, |n| run_string(entry_string_fn(), n)),
+                entry_string_at_entry,
+            )),
+        },
         row!(
             "hotfix_store",
             "hotfix slot, in-process `slot.store` (no patch guard)",
@@ -469,6 +507,16 @@ fn patch_everything(p: &Peers) {
         },
     )
     .expect("hotfix: apply patch-entry (Strategy::Entry)");
+    // The `hotfix_entry_at_entry` rows call these entries: they must jump to
+    // the patch (check(2) then sees the replacements' results through them).
+    for path in ["bench_host::entry_add", "bench_host::entry_string"] {
+        let state = hotfix_core::arch::check_entry(desc(path).entry as *const u8)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            matches!(state, hotfix_core::arch::EntryState::Redirected(_)),
+            "{path}: the entry is not redirected: {state:?}"
+        );
+    }
     // What `apply` does to a slot, in-process.
     desc("bench_host::store_add")
         .slot
