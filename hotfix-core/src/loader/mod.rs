@@ -374,7 +374,7 @@ fn check_host_calls(label: &str, copies: &[static_registry::ParsedMeta]) -> Resu
             Some(_) => {}
             None => tracing::info!(
                 patch = label,
-                function = copy.path,
+                function = %copy.path,
                 "the patch carries a #[patchable] function the host lacks; it runs the patch's own version"
             ),
         }

@@ -69,6 +69,9 @@ struct Walk<'a> {
     /// The host's generated items by their name without the place's hash
     /// (`None`: several share it).
     generated: HashMap<String, Option<String>>,
+    /// For functions of the fixed build: the changed function each reaches
+    /// (`None`: none, or the walk is in progress).
+    reach: HashMap<String, Option<String>>,
 }
 
 fn demangle(name: &str) -> String {
@@ -85,6 +88,7 @@ pub fn select(inp: &Inputs<'_>, roots: &[String]) -> Selection {
         queue: VecDeque::new(),
         eh: HashMap::new(),
         generated: HashMap::new(),
+        reach: HashMap::new(),
     };
     for n in inp.base.defined.keys() {
         if inp.host.lookup(n).is_empty() {
@@ -266,7 +270,10 @@ impl<'a> Walk<'a> {
             let why = if self.roots.contains(&n) {
                 Some("its source changed".to_owned())
             } else if o == Origin::Fixed {
-                self.changed(&n)
+                self.changed(&n).or_else(|| {
+                    self.reaches_changed(&n)
+                        .map(|c| format!("it calls {}, which changed", demangle(&c)))
+                })
             } else {
                 None
             };
@@ -334,6 +341,75 @@ impl<'a> Walk<'a> {
         self.out.externs.insert(host.clone());
         self.out.renames.insert(n.to_owned(), host);
         true
+    }
+
+    /// The changed function that function `n` of the fixed build reaches
+    /// through other functions of the build (directly, or through a table
+    /// of constants such as a vtable), if any. The host's copy of `n` would
+    /// call the host's old copy of it: a closure passed to a generic
+    /// function keeps its name when its code changes, and so does the
+    /// instance of the generic function that calls it.
+    fn reaches_changed(&mut self, n: &str) -> Option<String> {
+        if let Some(known) = self.reach.get(n) {
+            return known.clone();
+        }
+        self.reach.insert(n.to_owned(), None); // in progress: cycles reach nothing new
+        let fixed = self.inp.fixed;
+        let &(u, s) = fixed.defined.get(n)?;
+        let sec = fixed.units[u].symbols[s].section?;
+        let mut found = None;
+        let mut tables: Vec<(usize, usize)> = vec![(u, sec)];
+        let mut seen: HashSet<(usize, usize)> = HashSet::new();
+        while let Some((tu, ts)) = tables.pop() {
+            if found.is_some() || !seen.insert((tu, ts)) {
+                continue;
+            }
+            for r in &fixed.units[tu].sections[ts].relocs {
+                let t = &fixed.units[tu].symbols[r.sym];
+                let (du, dsec, name) = match t.section {
+                    Some(ds) => {
+                        let unit = &fixed.units[tu];
+                        let name = if !t.is_section && !t.name.is_empty() {
+                            Some(t.name.clone())
+                        } else {
+                            unit.owner(ds).map(|i| unit.symbols[i].name.clone())
+                        };
+                        (tu, ds, name)
+                    }
+                    None => match fixed.defined.get(&t.name) {
+                        Some(&(du, dsym)) => match fixed.units[du].symbols[dsym].section {
+                            Some(ds) => (du, ds, Some(t.name.clone())),
+                            None => continue,
+                        },
+                        None => continue, // a dependency's: unchanged
+                    },
+                };
+                let target = &fixed.units[du].sections[dsec];
+                if !target.code() {
+                    let unique = name
+                        .as_deref()
+                        .is_some_and(hotfix_core::linked::is_rust_symbol);
+                    if !unique && target.alloc() && !target.writable() {
+                        tables.push((du, dsec)); // a vtable or table of pointers
+                    }
+                    continue;
+                }
+                let Some(m) = name else { continue };
+                if m == n || self.roots.contains(&m) {
+                    continue; // a wrapper's direct call of its original is behind its slot
+                }
+                if self.changed(&m).is_some() {
+                    found = Some(m);
+                } else if let Some(c) = self.reaches_changed(&m) {
+                    found = Some(c);
+                }
+                if found.is_some() {
+                    break;
+                }
+            }
+        }
+        self.reach.insert(n.to_owned(), found.clone());
+        found
     }
 
     /// Why function `n` of the fixed build is carried, if its code is not the
