@@ -549,3 +549,40 @@ fn a_second_linked_patch_calls_the_first_ones_replacement() {
         "the second patch's deposit calls the host's balance, replaced by the first"
     );
 }
+
+/// A fix inside a closure: the closure keeps its name when its code changes,
+/// and so does the instance of the generic function that calls it
+/// (`Iterator::sum` of a `Map` over it); the patch carries that instance
+/// too, or the host's copy would call the host's old closure (found on
+/// mini-redis: `Db::get`'s `Option::map` closure fixed, the answer unchanged).
+#[test]
+fn a_fix_inside_a_closure_runs_the_fixed_closure() {
+    let _serial = serial();
+    let repo = Repo::new("linked-closure");
+    repo.edit(
+        LEDGER,
+        "self.entries.iter().sum()",
+        "self.entries.iter().map(|e| *e).sum()",
+    );
+    let base = repo.commit("the balance through a closure");
+    let exe = repo.build_host();
+    let ctl = host_dir("linked-closure", "debug");
+    let mut host = Host::start(&exe, &ctl);
+    assert_eq!(host.ask("deposit 100"), "Some(80)");
+    repo.edit(
+        LEDGER,
+        "self.entries.iter().map(|e| *e).sum()",
+        "self.entries.iter().map(|e| *e * 100).sum()",
+    );
+    let (run, patch) = build(&repo, &ctl, &base, &host, &[]);
+    assert!(
+        plan(&run, "carry")
+            .iter()
+            .any(|l| l.contains("which changed")),
+        "the function that calls the closure is carried: {run:?}"
+    );
+    apply(&repo, &ctl, &host, &patch);
+    assert_eq!(host.ask("balance"), "8000", "the fixed closure runs");
+    revert(&repo, &ctl, &host);
+    assert_eq!(host.ask("balance"), "80");
+}
