@@ -45,6 +45,24 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The file and size `hotfix build` printed on its `built FILE (N bytes)`
+    /// line.
+    pub fn built(&self) -> (PathBuf, u64) {
+        let line = self
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("built "))
+            .unwrap_or_else(|| panic!("no `built` line: {self:?}"));
+        let (file, rest) = line.split_once(" (").expect("a path and a size");
+        let size = rest
+            .split_once(" bytes)")
+            .and_then(|(n, _)| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no size: {self:?}"));
+        (PathBuf::from(file), size)
+    }
+}
+
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -328,3 +328,16 @@ impl Drop for SignalBlocker {
         }
     }
 }
+
+/// How many file descriptors this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// How many mappings this process has (lines of `/proc/self/maps`).
+pub fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}

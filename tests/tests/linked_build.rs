@@ -59,17 +59,7 @@ fn cargo_build(repo: &Repo, target: &Path, args: &[&str]) {
 /// The file `hotfix build` printed after `built `, which must have the size
 /// printed, under 1 MB.
 fn built_file(run: &Run) -> PathBuf {
-    let line = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("built "))
-        .unwrap_or_else(|| panic!("no `built` line: {run:?}"));
-    let (file, rest) = line.split_once(" (").expect("a path and a size");
-    let size = rest
-        .split_once(" bytes)")
-        .and_then(|(n, _)| n.parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no size: {run:?}"));
-    let file = PathBuf::from(file);
+    let (file, size) = run.built();
     assert_eq!(
         std::fs::metadata(&file).expect("the patch file").len(),
         size,

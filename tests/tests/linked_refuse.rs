@@ -11,7 +11,7 @@ use hotfix_tests::linked_patch::{
     Extra, Layout, RELA, REPLACEMENT, Reloc, Spec, desc, get_u64, put_u32, put_u64, r, shdr,
     symbol_at, write_patch,
 };
-use hotfix_tests::{scratch_dir, serial};
+use hotfix_tests::{mappings, open_fds, scratch_dir, serial};
 use object::{SectionKind, elf};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,17 +62,6 @@ fn helper_name() -> String {
 
 fn addend_name() -> String {
     symbol_at(&HOST_ADDEND as *const AtomicU64 as usize).name
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
 }
 
 /// Mappings within 4 GiB of this executable's code: where the loader maps a
@@ -156,11 +145,11 @@ fn unchanged() {
 fn refused(dir: &std::path::Path, name: &str, bytes: &[u8], says: &str) -> Error {
     warm_up(dir);
     let path = write_patch(dir, name, bytes);
-    let (maps0, fds0) = (near_mappings(), fds());
+    let (maps0, fds0) = (near_mappings(), open_fds());
     let err = Runtime::global()
         .apply(&path)
         .expect_err(&format!("{name} was applied"));
-    let (maps1, fds1) = (near_mappings(), fds());
+    let (maps1, fds1) = (near_mappings(), open_fds());
     let msg = err.to_string();
     assert!(msg.contains(says), "{name}: {msg}\ndoes not say: {says}");
     unchanged();
@@ -896,7 +885,7 @@ fn fuzz() {
         check(&m, i);
     }
     const ITERATIONS: usize = 5000;
-    let (maps0, near0, fds0) = (mappings(), near_mappings(), fds());
+    let (maps0, near0, fds0) = (mappings(), near_mappings(), open_fds());
     let start = std::time::Instant::now();
     let (mut accepted, mut refused) = (0usize, 0usize);
     for i in 0..ITERATIONS {
@@ -908,7 +897,7 @@ fn fuzz() {
         }
     }
     let took = start.elapsed();
-    let (maps1, near1, fds1) = (mappings(), near_mappings(), fds());
+    let (maps1, near1, fds1) = (mappings(), near_mappings(), open_fds());
     eprintln!(
         "{ITERATIONS} mutations in {took:?}: {accepted} accepted, {refused} refused; mappings {maps0} -> {maps1}, descriptors {fds0} -> {fds1}"
     );

@@ -48,13 +48,7 @@ fn fix(repo: &Repo) {
 
 /// The file `hotfix build` printed after `built `.
 fn built_file(run: &Run) -> PathBuf {
-    let line = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("built "))
-        .unwrap_or_else(|| panic!("no `built` line: {run:?}"));
-    let file = line.split(" (").next().expect("a path");
-    PathBuf::from(file)
+    run.built().0
 }
 
 /// Builds the host (`cargo build -p tokio-fixable-host ARGS`) and copies its

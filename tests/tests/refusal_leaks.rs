@@ -3,20 +3,9 @@
 
 use hotfix_core::Runtime;
 use hotfix_tests::elf_edit::PatchBytes;
-use hotfix_tests::{build_patch, build_patch_with, scratch_dir, serial};
+use hotfix_tests::{build_patch, build_patch_with, mappings, open_fds, scratch_dir, serial};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -64,12 +53,12 @@ fn a_thousand_refusals_leak_nothing() {
     for i in 0..20 {
         attempt(i);
     }
-    let (fd0, maps0, rss0) = (fds(), mappings(), rss_kib());
+    let (fd0, maps0, rss0) = (open_fds(), mappings(), rss_kib());
     const ATTEMPTS: usize = 1000;
     for i in 0..ATTEMPTS {
         attempt(i);
     }
-    let (fd1, maps1, rss1) = (fds(), mappings(), rss_kib());
+    let (fd1, maps1, rss1) = (open_fds(), mappings(), rss_kib());
     eprintln!(
         "{ATTEMPTS} refusals: fds {fd0} -> {fd1}, mappings {maps0} -> {maps1}, RSS {rss0} -> {rss1} KiB"
     );

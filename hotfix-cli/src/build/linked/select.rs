@@ -72,6 +72,9 @@ struct Walk<'a> {
     /// For functions of the fixed build: the changed function each reaches
     /// (`None`: none, or the walk is in progress).
     reach: HashMap<String, Option<String>>,
+    /// For functions of the fixed build: why each differs from the base
+    /// build's (`None`: it does not), computed once.
+    changes: HashMap<String, Option<String>>,
 }
 
 fn demangle(name: &str) -> String {
@@ -89,6 +92,7 @@ pub fn select(inp: &Inputs<'_>, roots: &[String]) -> Selection {
         eh: HashMap::new(),
         generated: HashMap::new(),
         reach: HashMap::new(),
+        changes: HashMap::new(),
     };
     for n in inp.base.defined.keys() {
         if inp.host.lookup(n).is_empty() {
@@ -414,7 +418,16 @@ impl<'a> Walk<'a> {
 
     /// Why function `n` of the fixed build is carried, if its code is not the
     /// base build's.
-    fn changed(&self, n: &str) -> Option<String> {
+    fn changed(&mut self, n: &str) -> Option<String> {
+        if let Some(known) = self.changes.get(n) {
+            return known.clone();
+        }
+        let why = self.compare(n);
+        self.changes.insert(n.to_owned(), why.clone());
+        why
+    }
+
+    fn compare(&self, n: &str) -> Option<String> {
         let fixed = self.inp.fixed;
         let base = self.inp.base;
         let Some(&(bu, bs)) = base.defined.get(n) else {

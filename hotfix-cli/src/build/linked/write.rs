@@ -247,9 +247,16 @@ impl<'a> Writer<'a> {
         let mut bytes: Vec<u8> = Vec::new();
         let mut cies: HashMap<(Origin, usize, u64), u64> = HashMap::new();
         let mut relocs: Vec<(Origin, usize, u64, u32, usize, i64)> = Vec::new();
+        // Each object's table is indexed once, however many FDEs it gives.
+        let mut tables: HashMap<(Origin, usize), eh_frame::EhFrame> = HashMap::new();
         for &(o, u, fde) in &self.sel.fdes.clone() {
             let unit = &self.build(o).units[u];
-            let eh = eh_frame::index(unit).ok_or("an .eh_frame became unreadable")?;
+            let eh = match tables.entry((o, u)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(eh_frame::index(unit).ok_or("an .eh_frame became unreadable")?)
+                }
+            };
             let sec = &unit.sections[eh.section];
             let rec = eh.records[&fde];
             let cie_at = rec.cie.ok_or("an FDE without a CIE")?;
